@@ -1,0 +1,74 @@
+# Quantization: from bits to models. Every target sets itself up first.
+#   make book       build the website into _build/html
+#   make test       every check (unit tests, notebooks, site, browser, lint)
+#   make notebooks  re-execute the notebooks in place (NB=notebooks/02_*.ipynb for one)
+#   make bench      the int8 inference benchmark of Lesson 5
+#   make serve      serve _build/html on http://127.0.0.1:8000
+#   make lab        JupyterLab in the course environment
+#   make setup      only the set-up;  make clean  removes builds and the venv
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NB ?= notebooks/*.ipynb
+
+# The environment every notebook runs under, in nbval, in `make notebooks` and in `make lab`:
+# no progress bars, fixed hashing, no hub, no chatter from transformers on stderr.
+export TQDM_DISABLE := 1
+export PYTHONHASHSEED := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TRANSFORMERS_VERBOSITY := error
+export TOKENIZERS_PARALLELISM := false
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup book test notebooks bench serve lab lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# Build matplotlib's font cache now, so that no notebook prints about it on stderr.
+	$(BIN)/python -c "import matplotlib.pyplot"
+	@touch $(STAMP)
+
+book: setup
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The course is built: open $(CURDIR)/_build/html/index.html (or run: make serve)"
+
+test: setup
+	$(BIN)/ruff check tutorlib tests notebooks benchmarks
+	$(BIN)/ruff format --check tutorlib tests notebooks benchmarks
+	rm -rf _build/html
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+notebooks: setup
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NB)
+
+bench: setup
+	$(BIN)/python benchmarks/int8_inference.py
+
+serve: book
+	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory _build/html
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+format: setup
+	$(BIN)/ruff check --fix tutorlib tests notebooks benchmarks
+	$(BIN)/ruff format tutorlib tests notebooks benchmarks
+
+clean:
+	rm -rf _build $(VENV) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +
