@@ -1,0 +1,429 @@
+"""Linear quantization: real numbers to k-bit integers and back (Lesson 4).
+
+A tensor r is mapped to integers by one affine formula, q = clamp(round(r / s) + z, q_min, q_max),
+and read back as r ~ s * (q - z); everything else in this module chooses s (the scale) and z (the
+zero point) per tensor, per channel or per group, and measures the error that rounding leaves.
+
+Three forms are implemented, each with the formula in its docstring:
+
+- the seed notes' min-max form with a float offset: ``get_scale_and_offset``, ``offset_quantize``,
+  ``offset_dequantize`` (r ~ s * q + r_min; real 0 is generally not exact);
+- the affine zero-point form of Jacob et al. (2018): ``get_scale_and_zero_point`` with
+  ``symmetric=False``, unsigned integers [0, 2**k - 1] and an integer zero point, so that real 0
+  is exactly representable;
+- the symmetric form: ``symmetric=True``, z = 0, s = max|r| / q_max, signed integers in the
+  restricted range [-(2**(k-1) - 1), 2**(k-1) - 1] (optimum-quanto's absmax / 127 for int8).
+
+Shapes of scale and zero point (they broadcast against r, or against r's grouped view):
+
+- per-tensor (``dim=None``, ``group_size=None``): 0-d tensors;
+- per-channel (``dim=d``): ``dim`` is the axis that keeps its own scale; the result has r's
+  shape with every other axis set to 1, e.g. (out_features, 1) for a weight
+  (out_features, in_features) with ``dim=0``, or (tokens, 1) for activations (tokens, features);
+- per-group (``group_size=g`` along the last axis): r is viewed as (..., n // g, g) and the
+  result has shape (..., n // g, 1); pass the same ``group_size`` to quantize and dequantize.
+
+Left out on purpose: calibration of activation ranges over many batches (Lesson 5 quantizes
+activations per token on the fly), non-uniform grids, float8 formats, and stochastic rounding.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "SUPPORTED_BITS",
+    "QuantizationError",
+    "integer_range",
+    "get_scale_and_zero_point",
+    "linear_quantize",
+    "linear_dequantize",
+    "fake_quantize",
+    "get_scale_and_offset",
+    "offset_quantize",
+    "offset_dequantize",
+    "quantization_error",
+    "pack_weights",
+    "unpack_weights",
+]
+
+# Bit widths this module quantizes to: every width from 2 to 8, and 16.
+SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 16)
+
+
+# ---------------------------------------------------------------- checks of user input
+
+
+def _check_real(r: torch.Tensor, name: str = "r") -> None:
+    """Raise TypeError/ValueError unless r is a non-empty, finite floating-point tensor."""
+    if not isinstance(r, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(r).__name__}")
+    if not r.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {r.dtype}; "
+            f"convert it first, e.g. {name}.float()"
+        )
+    if r.numel() == 0:
+        raise ValueError(f"{name} is empty: there is no range to quantize")
+    if not torch.isfinite(r).all():
+        raise ValueError(
+            f"{name} contains NaN or inf: a quantization grid needs a finite range; "
+            "remove or replace those values (e.g. torch.nan_to_num) first"
+        )
+
+
+def _check_bits(bits: int) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in SUPPORTED_BITS:
+        raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
+
+
+def _check_dim(r: torch.Tensor, dim: int | None) -> int | None:
+    """Return dim as a non-negative axis, or None for per-tensor."""
+    if dim is None:
+        return None
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -r.ndim <= dim < r.ndim:
+        raise ValueError(
+            f"dim={dim!r} is out of range for a tensor with {r.ndim} dimensions "
+            f"(shape {tuple(r.shape)}); use an axis in [-{r.ndim}, {r.ndim - 1}] or None"
+        )
+    return dim % r.ndim
+
+
+def _check_group_size(r: torch.Tensor, group_size: int | None) -> None:
+    if group_size is None:
+        return
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
+    if r.ndim == 0 or r.shape[-1] % group_size != 0:
+        n = r.shape[-1] if r.ndim else 0
+        raise ValueError(
+            f"group_size={group_size} does not divide the last dimension ({n}) of a tensor "
+            f"of shape {tuple(r.shape)}; choose a divisor of {n}"
+        )
+
+
+# ---------------------------------------------------------------- the shared reshapes
+
+
+def integer_range(bits: int, symmetric: bool) -> tuple[int, int]:
+    """Integer range (q_min, q_max) for a bit width.
+
+    Asymmetric (affine, and the notes' form): unsigned [0, 2**k - 1], as in the notes and in
+    Jacob et al. (2018). Symmetric: the restricted signed range [-(2**(k-1) - 1), 2**(k-1) - 1],
+    which leaves -2**(k-1) unused so that the grid is symmetric about 0 (optimum-quanto's int8
+    weights use absmax / 127 the same way).
+
+    Example: integer_range(8, symmetric=False) == (0, 255);
+    integer_range(4, symmetric=True) == (-7, 7).
+    """
+    _check_bits(bits)
+    if symmetric:
+        q_max = 2 ** (bits - 1) - 1
+        return -q_max, q_max
+    return 0, 2**bits - 1
+
+
+def _integer_dtype(bits: int, symmetric: bool) -> torch.dtype:
+    """int8 (symmetric) or uint8 (asymmetric) for 8 bits; int32 for every other width."""
+    if bits == 8:
+        return torch.int8 if symmetric else torch.uint8
+    return torch.int32
+
+
+def _grouped(r: torch.Tensor, group_size: int | None) -> torch.Tensor:
+    """View r as (..., n // g, g) so that each group is one row of the last axis."""
+    if group_size is None:
+        return r
+    return r.reshape(*r.shape[:-1], r.shape[-1] // group_size, group_size)
+
+
+def _range(
+    r: torch.Tensor, dim: int | None, group_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r_min, r_max) per tensor, per channel or per group, shaped to broadcast (see module doc).
+
+    The three granularities are one reduction over different axes:
+    per-tensor reduces every axis; per-channel reduces every axis but `dim` (keepdim, so the
+    result broadcasts against r); per-group first views r as (..., n // g, g), then reduces
+    only the last axis (keepdim), which leaves one value per group.
+    """
+    if group_size is not None:
+        axes = (-1,)
+        r = _grouped(r, group_size)  # (..., n // g, g)
+    elif dim is not None:
+        axes = tuple(a for a in range(r.ndim) if a != dim)
+    else:
+        return r.min(), r.max()  # 0-d
+    if not axes:  # a 1-d tensor per channel: every element is its own channel
+        return r, r
+    return r.amin(dim=axes, keepdim=True), r.amax(dim=axes, keepdim=True)
+
+
+def _floor_scale(scale: torch.Tensor) -> torch.Tensor:
+    """Replace a zero scale (a constant or all-zero input) by the dtype's machine epsilon.
+
+    The same floor as torch.ao's observers (eps = torch.finfo(dtype).eps): r / s stays finite,
+    q lands on the zero point, and dequantization gives the constant back (exactly for 0).
+    """
+    eps = torch.finfo(scale.dtype).eps
+    return torch.clamp(scale, min=eps)
+
+
+# ---------------------------------------------------------------- the affine (zero-point) form
+
+
+def get_scale_and_zero_point(
+    r: torch.Tensor,
+    bits: int = 8,
+    symmetric: bool = False,
+    dim: int | None = None,
+    group_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale s and integer zero point z that map r's range onto the k-bit integers.
+
+    Asymmetric (Jacob et al., 2018): the range is widened to contain 0,
+    r_min = min(min(r), 0), r_max = max(max(r), 0), then
+        s = (r_max - r_min) / (q_max - q_min),   z = q_min - round(r_min / s)
+    with q in [0, 2**k - 1]; z is an integer in that range, so real 0 maps to q = z exactly.
+    Symmetric: s = max|r| / q_max and z = 0, with q in [-(2**(k-1) - 1), 2**(k-1) - 1].
+    A zero range (an all-zero tensor, or a constant one in the symmetric form's absmax sense)
+    gets s = torch.finfo(r.dtype).eps, like torch.ao's observers, instead of dividing by zero.
+
+    `dim` is the axis that keeps its own scale (per-channel); `group_size` splits the last axis
+    into groups of that many values (per-group). Shapes are described in the module docstring.
+
+    Example: r = [-1.0, 0.5, 3.0], bits=8, asymmetric: s = 4 / 255 = 0.015686,
+    z = 0 - round(-1.0 / 0.015686) = round(63.75) = 64. Symmetric: s = 3 / 127 = 0.023622, z = 0.
+
+    Returns (scale in r's dtype, zero_point as int32), both of the same shape.
+    """
+    _check_real(r)
+    _check_bits(bits)
+    dim = _check_dim(r, dim)
+    _check_group_size(r, group_size)
+    if dim is not None and group_size is not None:
+        raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+    q_min, q_max = integer_range(bits, symmetric)
+    r_min, r_max = _range(r, dim, group_size)
+    if symmetric:
+        abs_max = torch.maximum(r_min.abs(), r_max.abs())
+        scale = _floor_scale(abs_max / q_max)
+        return scale, torch.zeros_like(scale, dtype=torch.int32)
+    r_min = torch.clamp(r_min, max=0.0)  # widen the range to contain 0
+    r_max = torch.clamp(r_max, min=0.0)
+    scale = _floor_scale((r_max - r_min) / (q_max - q_min))
+    zero_point = q_min - torch.round(r_min / scale)
+    return scale, torch.clamp(zero_point, q_min, q_max).to(torch.int32)
+
+
+def linear_quantize(
+    r: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor | int,
+    bits: int = 8,
+    symmetric: bool = False,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Quantize: q = clamp(round(r / s) + z, q_min, q_max).
+
+    round is torch.round, which rounds halves to even (2.5 -> 2, 3.5 -> 4). The integer range
+    is `integer_range(bits, symmetric)`; the result is int8 (symmetric) or uint8 (asymmetric)
+    for 8 bits and int32 for every other width. Pass the `symmetric` and `group_size` used to
+    get the scale.
+
+    Example: r = [-1.0, 0.5, 3.0], s = 4 / 255, z = 64: r / s = [-63.75, 31.875, 191.25],
+    rounded [-64, 32, 191], plus z: q = [0, 96, 255] (uint8).
+    """
+    _check_real(r)
+    q_min, q_max = integer_range(bits, symmetric)
+    r_view = _grouped(r, group_size)  # (..., n // g, g) so that scale (..., n // g, 1) fits
+    q = torch.round(r_view / scale) + zero_point
+    q = torch.clamp(q, q_min, q_max)
+    return q.reshape(r.shape).to(_integer_dtype(bits, symmetric))
+
+
+def linear_dequantize(
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor | int,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Dequantize: r ~ s * (q - z), in the scale's dtype.
+
+    Example: q = [0, 96, 255], s = 4 / 255, z = 64: s * [-64, 32, 191] = [-1.0039, 0.5020, 2.9961].
+    """
+    if q.is_floating_point():
+        raise TypeError(f"q must be an integer tensor, got {q.dtype}")
+    q_view = _grouped(q, group_size)  # (..., n // g, g), as in linear_quantize
+    r_hat = scale * (q_view.to(scale.dtype) - zero_point)
+    return r_hat.reshape(q.shape)
+
+
+def fake_quantize(
+    r: torch.Tensor,
+    bits: int = 8,
+    symmetric: bool = False,
+    dim: int | None = None,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Quantize r and dequantize it again: r_hat = s * (clamp(round(r / s) + z, ...) - z).
+
+    The three calls in a row, for measuring what quantization does to a tensor.
+    Example: fake_quantize(tensor([-1.0, 0.5, 3.0])) == [-1.0039, 0.5020, 2.9961].
+    """
+    scale, zero_point = get_scale_and_zero_point(r, bits, symmetric, dim, group_size)
+    q = linear_quantize(r, scale, zero_point, bits, symmetric, group_size)
+    return linear_dequantize(q, scale, zero_point, group_size)
+
+
+# ---------------------------------------------------------------- the notes' min-max form
+
+
+def get_scale_and_offset(
+    r: torch.Tensor,
+    bits: int = 8,
+    dim: int | None = None,
+    group_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed notes' parameters: s = (r_max - r_min) / (2**k - 1) and the float offset r_min.
+
+    Unlike the zero-point form, the range is exactly [min(r), max(r)] (not widened to contain
+    0), so the grid spends all 2**k levels on the data, but real 0 usually falls between two
+    levels. torch.ao calls this scheme per_channel_affine_float_qparams. A constant tensor gets
+    s = torch.finfo(r.dtype).eps, so q = 0 and the offset gives the constant back.
+
+    Example: r = [-1.0, 0.5, 3.0], bits=8: s = 4 / 255 = 0.015686, offset = -1.0.
+    Returns (scale, offset), both in r's dtype and shaped as in the module docstring.
+    """
+    _check_real(r)
+    _check_bits(bits)
+    dim = _check_dim(r, dim)
+    _check_group_size(r, group_size)
+    if dim is not None and group_size is not None:
+        raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+    q_min, q_max = integer_range(bits, symmetric=False)
+    r_min, r_max = _range(r, dim, group_size)
+    scale = _floor_scale((r_max - r_min) / (q_max - q_min))
+    return scale, r_min
+
+
+def offset_quantize(
+    r: torch.Tensor,
+    scale: torch.Tensor,
+    offset: torch.Tensor,
+    bits: int = 8,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """The notes' quantizer: q = clamp(round((r - r_min) / s), 0, 2**k - 1).
+
+    Example: r = [-1.0, 0.0, 3.0], s = 4 / 255, r_min = -1.0: (r - r_min) / s =
+    [0, 63.75, 255], q = [0, 64, 255] (uint8 for 8 bits, int32 otherwise).
+    """
+    _check_real(r)
+    q_min, q_max = integer_range(bits, symmetric=False)
+    r_view = _grouped(r, group_size)  # (..., n // g, g) so that scale (..., n // g, 1) fits
+    q = torch.clamp(torch.round((r_view - offset) / scale), q_min, q_max)
+    return q.reshape(r.shape).to(_integer_dtype(bits, symmetric=False))
+
+
+def offset_dequantize(
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    offset: torch.Tensor,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """The notes' dequantizer: r ~ s * q + r_min.
+
+    Example: q = [0, 64, 255], s = 4 / 255, r_min = -1.0: [-1.0, 0.003922, 3.0]; real 0
+    comes back as 0.0039 = s / 4 because it fell a quarter step from a grid level.
+    """
+    if q.is_floating_point():
+        raise TypeError(f"q must be an integer tensor, got {q.dtype}")
+    q_view = _grouped(q, group_size)  # (..., n // g, g), as in offset_quantize
+    r_hat = scale * q_view.to(scale.dtype) + offset
+    return r_hat.reshape(q.shape)
+
+
+# ---------------------------------------------------------------- measuring the error
+
+
+@dataclass(frozen=True)
+class QuantizationError:
+    """Mean squared error and signal-to-quantization-noise ratio of r_hat against r.
+
+    sqnr_db = 10 * log10(sum(r**2) / sum((r - r_hat)**2)); each extra bit of a uniform grid
+    adds about 6.02 dB (Analog Devices MT-001), since the step halves and noise power quarters.
+    """
+
+    mse: float
+    sqnr_db: float
+
+
+def quantization_error(r: torch.Tensor, r_hat: torch.Tensor) -> QuantizationError:
+    """MSE = mean((r - r_hat)**2) and SQNR in dB, computed in float64.
+
+    SQNR is +inf when r_hat == r exactly. Example: r = [1.0, -1.0], r_hat = [0.9, -1.1]:
+    MSE = 0.01, SQNR = 10 * log10(2 / 0.02) = 20.0 dB.
+    """
+    _check_real(r)
+    _check_real(r_hat, "r_hat")
+    if r.shape != r_hat.shape:
+        raise ValueError(f"r and r_hat must have the same shape: {r.shape} vs {r_hat.shape}")
+    r64, r_hat64 = r.double(), r_hat.double()
+    noise_power = ((r64 - r_hat64) ** 2).sum().item()
+    signal_power = (r64**2).sum().item()
+    mse = noise_power / r.numel()
+    sqnr_db = (
+        float("inf")
+        if noise_power == 0
+        else 10 * torch.log10(torch.tensor(signal_power / noise_power, dtype=torch.float64)).item()
+    )
+    return QuantizationError(mse=mse, sqnr_db=sqnr_db)
+
+
+# ---------------------------------------------------------------- 2-bit and 4-bit packing
+
+
+def pack_weights(q: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack 8 // bits unsigned k-bit values per uint8 byte, along the last axis.
+
+    Value i of each run of 8 // bits consecutive values goes to bits [i*k, (i+1)*k) of the
+    byte (the first value in the lowest bits):  byte = sum_i q_i << (i * k).
+    Example, 2 bits: [1, 0, 3, 2] -> 1 + (0 << 2) + (3 << 4) + (2 << 6) = 177 = 0b10110001.
+    Values must lie in [0, 2**k - 1]; shift signed values by 2**(k-1) first. optimum-quanto
+    packs along the first axis instead; the saving (a factor 8 // bits) is the same.
+    """
+    if bits not in (2, 4):
+        raise ValueError(f"pack_weights packs 2-bit or 4-bit values, got bits={bits!r}")
+    if q.is_floating_point() or q.dtype == torch.bool:
+        raise TypeError(f"q must be an integer tensor, got {q.dtype}")
+    per_byte = 8 // bits
+    if q.ndim == 0 or q.shape[-1] % per_byte != 0:
+        raise ValueError(
+            f"the last dimension must be a multiple of {per_byte} to pack {bits}-bit values; "
+            f"got shape {tuple(q.shape)} (pad it first)"
+        )
+    if q.min() < 0 or q.max() > 2**bits - 1:
+        raise ValueError(
+            f"values must lie in [0, {2**bits - 1}] to fit in {bits} bits; "
+            f"shift signed values by {2 ** (bits - 1)} first"
+        )
+    runs = q.to(torch.uint8).reshape(*q.shape[:-1], -1, per_byte)  # (..., n // per_byte, per_byte)
+    shifts = torch.arange(per_byte, dtype=torch.uint8) * bits  # [0, k, 2k, ...]
+    return (runs << shifts).sum(dim=-1, dtype=torch.uint8)  # bits never overlap: sum == OR
+
+
+def unpack_weights(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """Inverse of pack_weights: q_i = (byte >> (i * k)) & (2**k - 1), as uint8.
+
+    Example, 2 bits: 177 = 0b10110001 -> [1, 0, 3, 2]. The last axis grows by 8 // bits.
+    """
+    if bits not in (2, 4):
+        raise ValueError(f"unpack_weights unpacks 2-bit or 4-bit values, got bits={bits!r}")
+    if packed.dtype != torch.uint8:
+        raise TypeError(f"packed must be a uint8 tensor, got {packed.dtype}")
+    per_byte = 8 // bits
+    shifts = torch.arange(per_byte, dtype=torch.uint8) * bits  # [0, k, 2k, ...]
+    mask = 2**bits - 1
+    runs = (packed.unsqueeze(-1) >> shifts) & mask  # (..., n_bytes, per_byte)
+    return runs.reshape(*packed.shape[:-1], -1)
