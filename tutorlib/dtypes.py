@@ -1,0 +1,329 @@
+"""Lesson 1: integer and floating-point tensor types, bit by bit.
+
+A float stores a sign, an exponent and a mantissa: the exponent sets the range, the mantissa the
+precision, and a dtype's bit budget is split between the two. Every fact here is read from
+``torch.finfo``/``torch.iinfo`` or from the bits torch actually stores (through an integer view of
+the tensor), never typed by hand.
+
+Leaves out: arithmetic in these types (Lesson 2), rounding modes other than torch's own
+round-to-nearest-even, and fp8 scaling recipes (Lesson 4 quantizes with scales instead).
+"""
+
+import math
+import numbers
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pandas as pd
+import torch
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "INT_DTYPES",
+    "FloatBits",
+    "dtype_name",
+    "exponent_and_mantissa_bits",
+    "exponent_bias",
+    "has_infinities",
+    "smallest_subnormal",
+    "round_to_dtype",
+    "decode_fields",
+    "float_bits",
+    "spacing",
+    "bytes_for_parameters",
+    "facts_table",
+    "overflow_underflow_table",
+]
+
+# The float formats this lesson decodes: IEEE 754 binary64/32/16, Google's bfloat16 and the two
+# 8-bit formats of Micikevicius et al. (2022).
+FLOAT_DTYPES: tuple[torch.dtype, ...] = (
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.float8_e4m3fn,
+    torch.float8_e5m2,
+)
+INT_DTYPES: tuple[torch.dtype, ...] = (
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+)
+
+# An integer dtype of the same width, to read a float's stored bits without converting its value.
+_SAME_WIDTH_INT = {8: torch.uint8, 16: torch.int16, 32: torch.int32, 64: torch.int64}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The dtype's name without the ``torch.`` prefix, e.g. ``torch.bfloat16 -> "bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_float_dtype(dtype: object) -> torch.dtype:
+    supported = ", ".join(f"torch.{dtype_name(d)}" for d in FLOAT_DTYPES)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}.")
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype {dtype} is not supported; use one of: {supported}.")
+    return dtype
+
+
+def _check_real(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"value must be a real number (int or float), got {type(value).__name__} {value!r}."
+        )
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"value {value} is too large even for float64; pass a float.") from None
+
+
+def exponent_and_mantissa_bits(dtype: torch.dtype) -> tuple[int, int]:
+    """Exponent and mantissa (stored fraction) bits of a float dtype, derived from ``finfo``.
+
+    The gap above 1 is one unit of the last mantissa bit, so eps = 2**-m gives m = -log2(eps);
+    the sign takes 1 bit, and the exponent the rest: e = bits - 1 - m.
+    Example: bfloat16 has eps = 2**-7 and 16 bits, so m = 7 and e = 16 - 1 - 7 = 8.
+    """
+    info = torch.finfo(_check_float_dtype(dtype))
+    mantissa = -math.frexp(info.eps)[1] + 1  # frexp(2**-m) = (0.5, -m + 1), exact for powers of 2
+    exponent = info.bits - 1 - mantissa
+    return exponent, mantissa
+
+
+def exponent_bias(dtype: torch.dtype) -> int:
+    """The bias subtracted from the stored exponent field, derived from ``finfo``.
+
+    The smallest normal number is 2**(1 - bias), so bias = 1 - log2(smallest_normal).
+    Example: float16's smallest normal is 2**-14 = 6.1035e-05, so its bias is 15.
+    """
+    info = torch.finfo(_check_float_dtype(dtype))
+    return 1 - (math.frexp(info.smallest_normal)[1] - 1)
+
+
+def has_infinities(dtype: torch.dtype) -> bool:
+    """Whether the all-ones exponent is kept for inf/NaN (IEEE 754) or used for numbers.
+
+    In IEEE formats the largest finite number has exponent field 2**e - 2:
+    max = (2 - 2**-m) * 2**(2**e - 2 - bias). If ``finfo.max`` is larger, the format spends
+    the top exponent on numbers too and has no infinities.
+    Example: float8_e4m3fn would stop at 1.875 * 2**7 = 240 under IEEE rules, but its
+    ``finfo.max`` is 448 = 1.75 * 2**8: no infinities ("fn" = finite, NaN only).
+    """
+    exponent, mantissa = exponent_and_mantissa_bits(dtype)
+    ieee_max = (2 - 2.0**-mantissa) * 2.0 ** (2**exponent - 2 - exponent_bias(dtype))
+    return torch.finfo(dtype).max == ieee_max
+
+
+def smallest_subnormal(dtype: torch.dtype) -> float:
+    """The smallest positive number of a float dtype: smallest_normal * eps = 2**(1 - bias - m).
+
+    Example: float16 gives 2**-14 * 2**-10 = 2**-24 = 5.96e-08.
+    """
+    info = torch.finfo(_check_float_dtype(dtype))
+    return info.smallest_normal * info.eps
+
+
+def round_to_dtype(value: float, dtype: torch.dtype) -> float:
+    """The number torch stores when ``value`` is put in a tensor of ``dtype``, as a Python float.
+
+    Torch rounds to nearest, ties to even; out-of-range values become inf, except in
+    float8_e4m3fn, which has no inf and saturates at +-448 (torch 2.13). Every value of these
+    formats is exact in float64, so the returned float is the stored number exactly.
+    Note: torch converts float64 to 16- and 8-bit floats through float32, so a value within
+    2**-29 of a tie can round twice (1 + 2**-8 + 2**-30 -> 1.0 in bfloat16, not 1.0078125).
+    Example: round_to_dtype(1/3, torch.bfloat16) -> 0.333984375.
+    """
+    number = _check_real(value)
+    return torch.tensor(number, dtype=torch.float64).to(_check_float_dtype(dtype)).item()
+
+
+def decode_fields(sign: int, biased_exponent: int, mantissa: int, dtype: torch.dtype) -> float:
+    """The number that a sign, exponent field and mantissa field encode in a float dtype.
+
+    normal (0 < E < all ones): (-1)**s * 2**(E - bias) * (1 + M / 2**m)
+    subnormal (E = 0):         (-1)**s * 2**(1 - bias) * (0 + M / 2**m)
+    E all ones: inf (M = 0) or NaN in IEEE formats; in float8_e4m3fn only M all ones is NaN.
+    Example: bfloat16 fields (0, 125, 43) give 2**-2 * (1 + 43/128) = 0.333984375.
+    """
+    exponent_bits, mantissa_bits = exponent_and_mantissa_bits(dtype)
+    bias = exponent_bias(dtype)
+    top_exponent, top_mantissa = 2**exponent_bits - 1, 2**mantissa_bits - 1
+    sign_factor = -1.0 if sign else 1.0
+    if biased_exponent == top_exponent and has_infinities(dtype):
+        return sign_factor * math.inf if mantissa == 0 else math.nan
+    if biased_exponent == top_exponent and mantissa == top_mantissa:
+        return math.nan
+    fraction = mantissa / 2**mantissa_bits  # exact: a small integer over a power of two
+    if biased_exponent == 0:
+        return sign_factor * math.ldexp(fraction, 1 - bias)
+    return sign_factor * math.ldexp(1 + fraction, biased_exponent - bias)
+
+
+@dataclass(frozen=True)
+class FloatBits:
+    """The three bit fields of one stored float and the exact number they encode."""
+
+    dtype: str  # e.g. "bfloat16"
+    sign: str  # "0" or "1"
+    exponent: str  # e.g. "01111101"
+    mantissa: str  # e.g. "0101011"
+    biased_exponent: int  # the exponent field read as an unsigned integer
+    bias: int  # subtract from biased_exponent to get the power of two (normal numbers)
+    value: float  # the number stored, exact (float64 holds every value of these formats)
+
+    @property
+    def exact_decimal(self) -> str:
+        """Every digit of the stored value, e.g. '0.100000001490116119384765625' for 0.1 in fp32."""
+        return str(Decimal(self.value))
+
+    def __str__(self) -> str:
+        if not math.isfinite(self.value):
+            meaning = "all ones: inf or NaN"
+        elif self.biased_exponent == 0:
+            meaning = f"0: zero or subnormal, 2^{1 - self.bias}"
+        else:
+            power = self.biased_exponent - self.bias
+            meaning = f"{self.biased_exponent} - {self.bias} = {power}"
+        return (
+            f"{self.dtype}: sign {self.sign} | exponent {self.exponent} ({meaning}) "
+            f"| mantissa {self.mantissa} -> {self.value!r}"
+        )
+
+
+def float_bits(value: float, dtype: torch.dtype) -> FloatBits:
+    """Sign, exponent and mantissa bits of ``value`` as stored in ``dtype`` (after rounding).
+
+    The bits are read from the stored tensor through an integer view of the same width
+    (no conversion of the value), then split as sign | exponent (e bits) | mantissa (m bits)
+    and decoded with ``decode_fields``.
+    Example: float_bits(1/3, torch.bfloat16) has sign '0', exponent '01111101' (125, so
+    2**(125 - 127) = 2**-2), mantissa '0101011' (43) and value 2**-2 * (1 + 43/128) = 0.333984375.
+    """
+    number = _check_real(value)
+    exponent_bits, mantissa_bits = exponent_and_mantissa_bits(dtype)
+    total_bits = 1 + exponent_bits + mantissa_bits
+    stored = torch.tensor(number, dtype=torch.float64).to(dtype)
+    pattern = stored.view(_SAME_WIDTH_INT[total_bits]).item() % 2**total_bits  # unsigned
+    bits = format(pattern, f"0{total_bits}b")  # e.g. '0011111010101011'
+    sign, exponent, mantissa = bits[0], bits[1 : 1 + exponent_bits], bits[1 + exponent_bits :]
+    biased_exponent = int(exponent, 2)
+    decoded = decode_fields(int(sign), biased_exponent, int(mantissa, 2), dtype)
+    return FloatBits(
+        dtype_name(dtype), sign, exponent, mantissa, biased_exponent, exponent_bias(dtype), decoded
+    )
+
+
+def spacing(x: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Gap from |x| (rounded to ``dtype``) to the next representable number away from zero.
+
+    A binade [2**k, 2**(k+1)) holds 2**m evenly spaced numbers, so the gap is
+    ulp(x) = 2**(max(k, 1 - bias) - m) with k = floor(log2 |x|); below the smallest normal
+    (subnormals and zero) the gap stays 2**(1 - bias - m). Non-finite stored values give NaN.
+    Example: spacing(300.0, torch.bfloat16) -> 2**(8 - 7) = 2.0: in [256, 512) bfloat16 counts
+    in steps of 2.
+    """
+    _, mantissa_bits = exponent_and_mantissa_bits(dtype)
+    lowest_power = 1 - exponent_bias(dtype)  # exponent of the smallest normal
+    stored = torch.as_tensor(x, dtype=torch.float64).to(dtype).to(torch.float64).abs()
+    _, frexp_exponent = torch.frexp(stored)  # stored = f * 2**frexp_exponent, f in [0.5, 1)
+    power = torch.clamp(frexp_exponent - 1, min=lowest_power)  # floor(log2 |stored|)
+    power = torch.where(stored == 0, lowest_power, power)
+    gap = torch.ldexp(torch.ones_like(stored), power - mantissa_bits)
+    return torch.where(torch.isfinite(stored), gap, torch.nan)
+
+
+def bytes_for_parameters(n_parameters: int, dtype: torch.dtype) -> int:
+    """Bytes to store ``n_parameters`` numbers of ``dtype``: n * bits / 8.
+
+    Example: one billion bfloat16 parameters take 1e9 * 16 / 8 = 2,000,000,000 bytes (2 GB).
+    """
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.int8, got {dtype!r}.")
+    if isinstance(n_parameters, bool) or not isinstance(n_parameters, int) or n_parameters < 0:
+        raise ValueError(f"n_parameters must be a non-negative int, got {n_parameters!r}.")
+    return n_parameters * dtype.itemsize
+
+
+def _power_of_two(x: float) -> str:
+    return f"2^{math.frexp(x)[1] - 1} ≈ {x:.3g}"  # x = 0.5 * 2**k exactly, so x = 2**(k - 1)
+
+
+def _number(x: float) -> str:
+    if x == int(x) and abs(x) < 1e7:
+        return f"{int(x):,}"
+    return f"{x:.4g}"
+
+
+def _float_facts(dtype: torch.dtype) -> dict[str, str]:
+    info = torch.finfo(dtype)
+    exponent, mantissa = exponent_and_mantissa_bits(dtype)
+    digits = (mantissa + 1) * math.log10(2)  # significand of m + 1 bits (implicit leading 1)
+    return {
+        "bits": str(info.bits),
+        "sign / exponent / mantissa": f"1 / {exponent} / {mantissa}",
+        "min": _number(info.min),
+        "max": _number(info.max),
+        "eps (gap above 1)": _power_of_two(info.eps),
+        "smallest normal": _power_of_two(info.smallest_normal),
+        "smallest subnormal": _power_of_two(smallest_subnormal(dtype)),
+        "decimal digits": f"{digits:.2f}",
+        "infinities": "yes" if has_infinities(dtype) else "no (saturates, NaN only)",
+    }
+
+
+def _int_facts(dtype: torch.dtype) -> dict[str, str]:
+    info = torch.iinfo(dtype)
+    layout = "two's complement" if info.min < 0 else "unsigned"
+    return {
+        "bits": str(info.bits),
+        "sign / exponent / mantissa": f"{layout}, {info.bits} bits",
+        "min": f"{info.min:,}",
+        "max": f"{info.max:,}",
+        "eps (gap above 1)": "1",
+        "smallest normal": "-",
+        "smallest subnormal": "-",
+        "decimal digits": str(math.floor(math.log10(info.max))),  # every such integer fits
+        "infinities": "no (wraps around)",
+    }
+
+
+def facts_table(dtypes: tuple[torch.dtype, ...] = INT_DTYPES + FLOAT_DTYPES) -> pd.DataFrame:
+    """One row per dtype: its bit layout, range, precision and memory, from finfo/iinfo.
+
+    Floats: decimal digits = (m + 1) * log10(2), the digits a significand of m + 1 bits carries.
+    Integers: every integer with that many decimal digits fits. Memory is for 1e9 parameters in
+    GB (1e9 bytes). Example row: bfloat16 | 16 | 1 / 8 / 7 | ... | max 3.39e+38 | eps 2^-7 | 2 GB.
+    """
+    rows = {}
+    for dtype in dtypes:
+        if not isinstance(dtype, torch.dtype) or not (
+            dtype.is_floating_point or dtype in INT_DTYPES
+        ):
+            raise ValueError(f"facts_table takes integer or float torch dtypes, got {dtype!r}.")
+        facts = _float_facts(dtype) if dtype.is_floating_point else _int_facts(dtype)
+        gigabytes = bytes_for_parameters(10**9, dtype) / 1e9
+        rows[dtype_name(dtype)] = facts | {"GB per 1e9 parameters": f"{gigabytes:g}"}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dtype")
+
+
+def overflow_underflow_table(
+    values: tuple[float, ...], dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES[1:]
+) -> pd.DataFrame:
+    """What each dtype stores for each value: a row per value, a column per dtype.
+
+    Shows overflow (too large -> inf, or 448 in float8_e4m3fn), underflow (too small -> 0)
+    and the precision kept in between, printed with 6 significant digits.
+    Example: 70000 -> inf in float16, 70144 in bfloat16; 1e-8 -> 0 in float16, 1.00117e-08 in
+    bfloat16.
+    """
+    table = {
+        dtype_name(dtype): [f"{round_to_dtype(value, dtype):.6g}" for value in values]
+        for dtype in dtypes
+    }
+    index = pd.Index([f"{_check_real(value):g}" for value in values], name="value")
+    return pd.DataFrame(table, index=index)
