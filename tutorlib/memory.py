@@ -1,0 +1,84 @@
+"""Lesson 3: how many bytes a model occupies.
+
+A model's size is the bytes of every tensor it stores: parameters and buffers, each storage
+counted once (a weight tied to another is paid for once). Quantized tensors of optimum-quanto are
+wrapper subclasses whose `dtype` is the float one they stand for, so their size is the size of
+the tensors they wrap (`_data`, `_scale`, `_shift`), found through `__tensor_flatten__`.
+
+Leaves out: activations, optimizer state, the Python objects around the tensors, and memory held
+by the allocator but not by a tensor.
+"""
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["model_size_bytes", "size_breakdown"]
+
+# Role of each tensor a quantized weight wraps (optimum-quanto 0.2.7 names them so).
+_INNER_ROLES = {"_data": "weights", "_scale": "scales", "_shift": "shifts"}
+
+
+def _leaves(tensor: torch.Tensor, role: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (role, plain tensor) for a tensor, unwrapping tensor subclasses recursively.
+
+    A plain tensor yields itself. A wrapper subclass (anything with `__tensor_flatten__`, such as
+    quanto's WeightQBytesTensor) yields the tensors it wraps; their role comes from the attribute
+    name: `_data` -> "weights", `_scale` -> "scales", `_shift` -> "shifts".
+    """
+    if type(tensor) in (torch.Tensor, nn.Parameter) or not hasattr(tensor, "__tensor_flatten__"):
+        yield role, tensor
+        return
+    inner_names, _context = tensor.__tensor_flatten__()
+    for inner_name in inner_names:
+        # A packed tensor inside a quantized weight (int4 data in uint8) keeps the outer role.
+        outer_is_inner = role in _INNER_ROLES.values()
+        inner_role = role if outer_is_inner else _INNER_ROLES.get(inner_name, inner_name.strip("_"))
+        yield from _leaves(getattr(tensor, inner_name), inner_role)
+
+
+def _category(role: str, dtype: torch.dtype) -> str:
+    """Name a group of bytes by role and dtype: "int8 weights", "scales (float32)", ..."""
+    dtype_name = str(dtype).removeprefix("torch.")
+    if role in ("parameters", "buffers", "weights"):
+        return f"{dtype_name} {role}"
+    return f"{role} ({dtype_name})"
+
+
+def size_breakdown(model: nn.Module) -> dict[str, int]:
+    """Bytes of a model split by what they are, each storage counted once.
+
+    Keys name role and dtype: "float32 parameters", "int64 buffers", and for quantized weights
+    "int8 weights" and "scales (float32)". The values sum to `model_size_bytes(model)`.
+
+    Example: nn.Linear(4, 3) has a (3, 4) weight and a (3,) bias in float32:
+    (12 + 3) * 4 bytes = {"float32 parameters": 60}.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"size_breakdown expects a torch.nn.Module, got {type(model).__name__}.")
+    sizes: dict[str, int] = {}
+    seen_storages: set[int] = set()
+    named = [("parameters", p) for p in model.parameters()] + [
+        ("buffers", b) for b in model.buffers()
+    ]
+    for role, tensor in named:
+        for leaf_role, leaf in _leaves(tensor, role):
+            storage = leaf.untyped_storage()
+            if storage.data_ptr() in seen_storages and storage.data_ptr() != 0:
+                continue  # tied or shared: already paid for
+            seen_storages.add(storage.data_ptr())
+            key = _category(leaf_role, leaf.dtype)
+            sizes[key] = sizes.get(key, 0) + storage.nbytes()
+    return sizes
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of every parameter and buffer of a model, each storage counted once.
+
+    size = sum over distinct storages of (number of elements * bytes per element)
+
+    Example: MobileViT-small (5,578,632 parameters plus its batch-norm buffers) takes
+    22,363,808 bytes in float32 and 11,182,032 in bfloat16 (the int64 batch counters stay).
+    """
+    return sum(size_breakdown(model).values())
