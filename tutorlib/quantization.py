@@ -160,12 +160,16 @@ def _range(
 
 
 def _floor_scale(scale: torch.Tensor) -> torch.Tensor:
-    """Replace a zero scale (a constant or all-zero input) by the dtype's machine epsilon.
+    """Raise a zero scale (an all-zero input, or a constant one in the notes' form) to a floor.
 
-    The same floor as torch.ao's observers (eps = torch.finfo(dtype).eps): r / s stays finite,
-    q lands on the zero point, and dequantization gives the constant back (exactly for 0).
+    The floor is float32's machine epsilon, 2**-23, for every input dtype, as in torch.ao's
+    observers (they compute in float32): r / s stays finite, q lands on the zero point, and
+    dequantization gives the constant back. (bfloat16's own eps, 2**-7, would be far too coarse
+    a floor for weights of size 1e-3.) Scales below 2**-23 (ranges below about 3e-5 at 8 bits)
+    are raised too, which makes their grid coarser than it could be; weights are never that
+    small in practice.
     """
-    eps = torch.finfo(scale.dtype).eps
+    eps = torch.finfo(torch.float32).eps  # 2**-23, torch.ao's default floor
     return torch.clamp(scale, min=eps)
 
 
@@ -186,8 +190,8 @@ def get_scale_and_zero_point(
         s = (r_max - r_min) / (q_max - q_min),   z = q_min - round(r_min / s)
     with q in [0, 2**k - 1]; z is an integer in that range, so real 0 maps to q = z exactly.
     Symmetric: s = max|r| / q_max and z = 0, with q in [-(2**(k-1) - 1), 2**(k-1) - 1].
-    A zero range (an all-zero tensor, or a constant one in the symmetric form's absmax sense)
-    gets s = torch.finfo(r.dtype).eps, like torch.ao's observers, instead of dividing by zero.
+    A zero range (only an all-zero tensor, since the range contains 0) gets the floor
+    s = torch.finfo(torch.float32).eps = 2**-23, like torch.ao's observers, instead of 0 / 0.
 
     `dim` is the axis that keeps its own scale (per-channel); `group_size` splits the last axis
     into groups of that many values (per-group). Shapes are described in the module docstring.
@@ -290,7 +294,7 @@ def get_scale_and_offset(
     Unlike the zero-point form, the range is exactly [min(r), max(r)] (not widened to contain
     0), so the grid spends all 2**k levels on the data, but real 0 usually falls between two
     levels. torch.ao calls this scheme per_channel_affine_float_qparams. A constant tensor gets
-    s = torch.finfo(r.dtype).eps, so q = 0 and the offset gives the constant back.
+    the floor s = 2**-23 (float32's eps) instead of 0, so q = 0 and the offset gives it back.
 
     Example: r = [-1.0, 0.5, 3.0], bits=8: s = 4 / 255 = 0.015686, offset = -1.0.
     Returns (scale, offset), both in r's dtype and shaped as in the module docstring.

@@ -1,0 +1,482 @@
+"""Tests of tutorlib.quantization: hand-computed cases, properties, and three references
+(torch's quantized tensors, torch.ao's observers, optimum-quanto's int8 weights)."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from optimum.quanto import freeze, qint8, quantize
+from torch import nn
+from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+from tutorlib.quantization import (
+    SUPPORTED_BITS,
+    fake_quantize,
+    get_scale_and_offset,
+    get_scale_and_zero_point,
+    integer_range,
+    linear_dequantize,
+    linear_quantize,
+    offset_dequantize,
+    offset_quantize,
+    pack_weights,
+    quantization_error,
+    unpack_weights,
+)
+
+EPS32 = torch.finfo(torch.float32).eps  # 2**-23
+
+
+# ---------------------------------------------------------------- hand-computed cases
+
+
+def test_affine_by_hand():
+    # s = (3 - (-1)) / 255, z = 0 - round(-1 / s) = round(63.75) = 64
+    r = torch.tensor([-1.0, 0.5, 3.0])
+    scale, zero_point = get_scale_and_zero_point(r, bits=8)
+    assert scale.item() == pytest.approx(4 / 255, rel=EPS32)
+    assert zero_point.item() == 64
+    # r / s = [-63.75, 31.875, 191.25] -> [-64, 32, 191] -> + 64 = [0, 96, 255]
+    q = linear_quantize(r, scale, zero_point, bits=8)
+    assert q.dtype == torch.uint8
+    assert q.tolist() == [0, 96, 255]
+    r_hat = linear_dequantize(q, scale, zero_point)
+    expected = [4 / 255 * (-64), 4 / 255 * 32, 4 / 255 * 191]
+    assert r_hat.tolist() == pytest.approx(expected, rel=4 * EPS32)
+
+
+def test_symmetric_by_hand():
+    # s = 3 / 127; r / s = [-42.33, 21.17, 127] -> [-42, 21, 127]
+    r = torch.tensor([-1.0, 0.5, 3.0])
+    scale, zero_point = get_scale_and_zero_point(r, bits=8, symmetric=True)
+    assert scale.item() == pytest.approx(3 / 127, rel=EPS32)
+    assert zero_point.item() == 0
+    q = linear_quantize(r, scale, zero_point, bits=8, symmetric=True)
+    assert q.dtype == torch.int8
+    assert q.tolist() == [-42, 21, 127]
+
+
+def test_notes_min_max_form_by_hand():
+    # s = 4 / 255, offset r_min = -1: (r + 1) / s = [0, 63.75, 255] -> q = [0, 64, 255]
+    r = torch.tensor([-1.0, 0.0, 3.0])
+    scale, offset = get_scale_and_offset(r, bits=8)
+    assert offset.item() == -1.0
+    q = offset_quantize(r, scale, offset, bits=8)
+    assert q.tolist() == [0, 64, 255]
+    r_hat = offset_dequantize(q, scale, offset)
+    # real 0 comes back a quarter step off: 64 * s - 1 = s / 4
+    assert r_hat[1].item() == pytest.approx(4 / 255 / 4, rel=1e-4)
+    assert r_hat[1].item() != 0.0
+
+
+def test_notes_form_equals_affine_form_with_a_float_zero_point():
+    torch.manual_seed(0)
+    r = torch.randn(1000)
+    scale, offset = get_scale_and_offset(r, bits=4)
+    q = offset_quantize(r, scale, offset, bits=4)
+    # (r - r_min) / s rounded, computed in float64 from the same float32 scale and offset
+    expected = torch.round((r.double() - offset.double()) / scale.double()).clamp(0, 15)
+    assert torch.equal(q.long(), expected.long())
+
+
+def test_per_channel_by_hand():
+    weight = torch.tensor([[0.5, -1.27, 0.1], [2.0, 1.0, 0.0]])  # (out=2, in=3)
+    scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    assert scale.shape == (2, 1)  # one scale per output channel, broadcasting over columns
+    assert scale.flatten().tolist() == pytest.approx([1.27 / 127, 2.0 / 127], rel=EPS32)
+    q = linear_quantize(weight, scale, zero_point, bits=8, symmetric=True)
+    assert q.tolist() == [[50, -127, 10], [127, 64, 0]]  # 1.0 / (2 / 127) = 63.5 -> 64 (even)
+
+
+@pytest.mark.parametrize(
+    ("dim", "group_size", "shape"),
+    [
+        (None, None, ()),
+        (0, None, (6, 1)),
+        (1, None, (1, 8)),
+        (-1, None, (1, 8)),
+        (None, 4, (6, 2, 1)),
+    ],
+    ids=["per-tensor", "per-channel-dim0", "per-channel-dim1", "per-channel-dim-1", "per-group"],
+)
+def test_scale_shapes(dim, group_size, shape):
+    r = torch.randn(6, 8)
+    scale, zero_point = get_scale_and_zero_point(r, bits=4, dim=dim, group_size=group_size)
+    assert scale.shape == shape
+    assert zero_point.shape == shape
+    assert zero_point.dtype == torch.int32
+    q = linear_quantize(r, scale, zero_point, bits=4, group_size=group_size)
+    assert q.shape == r.shape
+
+
+@pytest.mark.parametrize(
+    ("bits", "symmetric", "expected"),
+    [(2, False, (0, 3)), (2, True, (-1, 1)), (4, False, (0, 15)), (4, True, (-7, 7)),
+     (8, False, (0, 255)), (8, True, (-127, 127)), (16, False, (0, 65535)),
+     (16, True, (-32767, 32767))],
+    ids=["u2", "s2", "u4", "s4", "u8", "s8", "u16", "s16"],
+)  # fmt: skip
+def test_integer_range(bits, symmetric, expected):
+    assert integer_range(bits, symmetric) == expected
+
+
+@pytest.mark.parametrize(
+    ("bits", "symmetric", "dtype"),
+    [(8, False, torch.uint8), (8, True, torch.int8), (4, False, torch.int32),
+     (4, True, torch.int32), (16, False, torch.int32), (16, True, torch.int32)],
+    ids=["u8", "s8", "u4", "s4", "u16", "s16"],
+)  # fmt: skip
+def test_integer_dtype(bits, symmetric, dtype):
+    r = torch.linspace(-1, 2, 50)
+    scale, zero_point = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
+    assert linear_quantize(r, scale, zero_point, bits, symmetric).dtype == dtype
+
+
+# ---------------------------------------------------------------- granularity by reshapes
+
+
+def test_per_channel_equals_per_tensor_on_each_row():
+    torch.manual_seed(1)
+    weight = torch.randn(5, 16) * torch.logspace(-2, 1, 5).unsqueeze(1)
+    scale, zero_point = get_scale_and_zero_point(weight, bits=4, dim=0)
+    q = linear_quantize(weight, scale, zero_point, bits=4)
+    for row in range(5):
+        s, z = get_scale_and_zero_point(weight[row], bits=4)
+        assert torch.equal(scale[row, 0], s)
+        assert torch.equal(q[row], linear_quantize(weight[row], s, z, bits=4))
+
+
+def test_per_group_equals_per_tensor_on_each_group():
+    torch.manual_seed(2)
+    r = torch.randn(3, 12)
+    scale, zero_point = get_scale_and_zero_point(r, bits=3, symmetric=True, group_size=4)
+    q = linear_quantize(r, scale, zero_point, bits=3, symmetric=True, group_size=4)
+    r_hat = linear_dequantize(q, scale, zero_point, group_size=4)
+    for row in range(3):
+        for g in range(3):
+            chunk = r[row, 4 * g : 4 * g + 4]
+            s, z = get_scale_and_zero_point(chunk, bits=3, symmetric=True)
+            q_chunk = linear_quantize(chunk, s, z, bits=3, symmetric=True)
+            assert torch.equal(q[row, 4 * g : 4 * g + 4], q_chunk)
+            assert torch.equal(r_hat[row, 4 * g : 4 * g + 4], linear_dequantize(q_chunk, s, z))
+
+
+def test_finer_granularity_lowers_the_error():
+    torch.manual_seed(3)
+    weight = torch.randn(32, 256) * torch.logspace(-2, 0, 32).unsqueeze(1)
+    errors = [
+        quantization_error(weight, fake_quantize(weight, 4, True, dim, g)).mse
+        for dim, g in [(None, None), (0, None), (None, 32)]
+    ]
+    assert errors[0] > errors[1] > errors[2]
+
+
+# ---------------------------------------------------------------- references: torch, torch.ao
+
+
+def _near_tie(r: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Elements whose r / s lies within float32 rounding of a half-integer (a rounding tie).
+
+    torch's CPU kernel computes nearbyint(fma(r, 1 / s, z)) in float32: it multiplies by the
+    rounded reciprocal and adds z before rounding, so within a few ulps of a tie the two
+    computations may round to neighbours. 256 ulps of |r / s| + z is far wider than needed and
+    still excludes all but about 1e-4 of random values.
+    """
+    x = (r.double() / scale.double()).abs()
+    distance_to_tie = (x - x.floor() - 0.5).abs()
+    return distance_to_tie <= 256 * EPS32 * (x + 256)
+
+
+@pytest.mark.parametrize(
+    ("symmetric", "dim", "torch_dtype"),
+    [(False, None, torch.quint8), (True, None, torch.qint8), (False, 0, torch.quint8),
+     (True, 0, torch.qint8), (False, 1, torch.quint8)],
+    ids=["asym-per-tensor", "sym-per-tensor", "asym-per-channel", "sym-per-channel",
+         "asym-per-column"],
+)  # fmt: skip
+def test_same_integers_as_torch_quantized_tensors(symmetric, dim, torch_dtype):
+    torch.manual_seed(4)
+    r = torch.randn(128, 256) * 0.1 + 0.02
+    scale, zero_point = get_scale_and_zero_point(r, bits=8, symmetric=symmetric, dim=dim)
+    q = linear_quantize(r, scale, zero_point, bits=8, symmetric=symmetric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch 2.13 deprecates quantized dtypes
+        if dim is None:
+            ref = torch.quantize_per_tensor(r, scale.item(), zero_point.item(), torch_dtype)
+        else:
+            ref = torch.quantize_per_channel(
+                r, scale.flatten().double(), zero_point.flatten().long(), dim, torch_dtype
+            )
+        ref_q = ref.int_repr()
+    differ = q.int() != ref_q.int()
+    assert (q.int() - ref_q.int()).abs().max() <= 1
+    assert not (differ & ~_near_tie(r, scale)).any()  # ties aside, identical integers
+    assert differ.sum() <= 0.001 * r.numel()
+
+
+def test_torch_rounds_after_adding_the_zero_point():
+    # An exact tie: r / s = -34.5 with s = 0.5 (a power of two, so every step is exact).
+    # tutorlib: round(-34.5) + 129 = -34 + 129 = 95 (half to even before adding z).
+    # torch:    round(-34.5 + 129) = round(94.5) = 94 (half to even after adding z).
+    # Round-half-to-even is not invariant under adding an odd integer, so the two differ by 1.
+    r = torch.tensor([-17.25])
+    scale, zero_point = torch.tensor(0.5), torch.tensor(129, dtype=torch.int32)
+    assert linear_quantize(r, scale, zero_point).item() == 95
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch 2.13 deprecates quantized dtypes
+        assert torch.quantize_per_tensor(r, 0.5, 129, torch.quint8).int_repr().item() == 94
+    # With an even zero point, or no tie, the two agree.
+    assert linear_quantize(r, scale, zero_point + 1).item() == 96
+
+
+@pytest.mark.parametrize("dim", [None, 0], ids=["per-tensor", "per-channel"])
+def test_same_scale_and_zero_point_as_torch_ao_minmax_observer(dim):
+    torch.manual_seed(5)
+    r = torch.randn(16, 64) + 0.3
+    if dim is None:
+        observer = MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    else:
+        observer = PerChannelMinMaxObserver(
+            ch_axis=0, dtype=torch.quint8, qscheme=torch.per_channel_affine
+        )
+    observer(r)
+    ref_scale, ref_zero_point = observer.calculate_qparams()
+    scale, zero_point = get_scale_and_zero_point(r, bits=8, dim=dim)
+    assert torch.equal(scale.flatten(), ref_scale)
+    assert torch.equal(zero_point.flatten().long(), ref_zero_point.long())
+
+
+# ---------------------------------------------------------------- reference: optimum-quanto
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", [(32, 64), (384, 1536)], ids=["small", "minilm-ffn"])
+def test_same_int8_weights_and_scales_as_quanto(shape, dtype):
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(shape[1], shape[0])).to(dtype)
+    weight = model[0].weight.detach().clone()  # (out_features, in_features)
+    quantize(model, weights=qint8)
+    freeze(model)
+    quanto_weight = model[0].weight
+    scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    q = linear_quantize(weight, scale, zero_point, bits=8, symmetric=True)
+    assert torch.equal(scale, quanto_weight._scale)  # absmax / 127, (out_features, 1)
+    assert torch.equal(q, quanto_weight._data)  # int8, (out_features, in_features)
+
+
+# ---------------------------------------------------------------- properties
+
+finite_floats = st.floats(-1e3, 1e3, width=32, allow_subnormal=False)
+tensors = st.lists(finite_floats, min_size=1, max_size=64).map(torch.tensor)
+forms = st.sampled_from([False, True])
+bit_widths = st.sampled_from(SUPPORTED_BITS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=tensors, bits=bit_widths, symmetric=forms)
+def test_property_q_in_range_and_error_at_most_half_a_step(r, bits, symmetric):
+    scale, zero_point = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
+    q = linear_quantize(r, scale, zero_point, bits=bits, symmetric=symmetric)
+    q_min, q_max = integer_range(bits, symmetric)
+    assert q.long().min() >= q_min and q.long().max() <= q_max
+    r_hat = linear_dequantize(q, scale, zero_point)
+    # Every r lies inside the range, so only rounding errs: at most s / 2, plus float32
+    # rounding in s, r / s and s * (q - z). Each of those errs by at most eps/2 relative to a
+    # quantity no larger than the range width s * (q_max - q_min); 4 eps of it covers them.
+    s = scale.double()
+    tolerance = s / 2 + 4 * EPS32 * s * (q_max - q_min)
+    assert ((r.double() - r_hat.double()).abs() <= tolerance).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=tensors, bits=bit_widths, symmetric=forms)
+def test_property_quantize_of_dequantize_gives_q_back(r, bits, symmetric):
+    scale, zero_point = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
+    q = linear_quantize(r, scale, zero_point, bits=bits, symmetric=symmetric)
+    r_hat = linear_dequantize(q, scale, zero_point)
+    assert torch.equal(linear_quantize(r_hat, scale, zero_point, bits, symmetric), q)
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=tensors, bits=bit_widths, symmetric=forms)
+def test_property_zero_is_exact_in_the_zero_point_form(r, bits, symmetric):
+    r = torch.cat([r.abs() + 1.0, torch.zeros(1)])  # one-sided data, plus one exact zero
+    r_hat = fake_quantize(r, bits=bits, symmetric=symmetric)
+    assert r_hat[-1].item() == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(r=tensors, bits=bit_widths)
+def test_property_notes_form_error_at_most_half_a_step(r, bits):
+    scale, offset = get_scale_and_offset(r, bits=bits)
+    q = offset_quantize(r, scale, offset, bits=bits)
+    r_hat = offset_dequantize(q, scale, offset)
+    q_max = integer_range(bits, symmetric=False)[1]
+    s = scale.double()
+    # as above, plus the float32 subtraction r - r_min and addition s * q + r_min
+    tolerance = s / 2 + 4 * EPS32 * (s * q_max + offset.double().abs())
+    assert ((r.double() - r_hat.double()).abs() <= tolerance).all()
+
+
+# ---------------------------------------------------------------- constant and zero tensors
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["affine", "symmetric"])
+def test_all_zero_tensor_gets_the_eps_scale(symmetric):
+    r = torch.zeros(4)
+    scale, zero_point = get_scale_and_zero_point(r, bits=8, symmetric=symmetric)
+    assert scale.item() == EPS32  # torch.ao's floor, instead of 0 / 0
+    r_hat = linear_dequantize(linear_quantize(r, scale, zero_point, 8, symmetric), scale, 0)
+    assert torch.equal(r_hat, r)
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["affine", "symmetric"])
+def test_constant_tensor_comes_back(symmetric):
+    # the range is widened to [0, 2.5], so 2.5 sits on the last grid level
+    r = torch.full((3,), 2.5)
+    r_hat = fake_quantize(r, bits=8, symmetric=symmetric)
+    assert torch.isfinite(r_hat).all()
+    assert r_hat.tolist() == pytest.approx(r.tolist(), rel=2 * EPS32)
+
+
+def test_constant_tensor_in_the_notes_form():
+    r = torch.full((3,), -0.7)  # r_max == r_min: s would be 0 / 255
+    scale, offset = get_scale_and_offset(r)
+    assert scale.item() == EPS32
+    q = offset_quantize(r, scale, offset)
+    assert q.tolist() == [0, 0, 0]
+    assert torch.equal(offset_dequantize(q, scale, offset), r)
+
+
+# ---------------------------------------------------------------- bad input
+
+bad_inputs = {
+    "nan": (lambda: get_scale_and_zero_point(torch.tensor([1.0, math.nan])), ValueError, "NaN"),
+    "inf": (lambda: get_scale_and_zero_point(torch.tensor([1.0, math.inf])), ValueError, "inf"),
+    "empty": (lambda: get_scale_and_zero_point(torch.tensor([])), ValueError, "empty"),
+    "integer": (lambda: get_scale_and_zero_point(torch.arange(4)), TypeError, "float"),
+    "list": (lambda: get_scale_and_zero_point([1.0, 2.0]), TypeError, "torch.Tensor"),
+    "bits-1": (lambda: get_scale_and_zero_point(torch.ones(2), bits=1), ValueError, "bits"),
+    "bits-9": (lambda: get_scale_and_zero_point(torch.ones(2), bits=9), ValueError, "bits"),
+    "bits-32": (lambda: integer_range(32, False), ValueError, "bits"),
+    "dim-2": (lambda: get_scale_and_zero_point(torch.ones(2, 3), dim=2), ValueError, "dim=2"),
+    "dim--3": (lambda: get_scale_and_zero_point(torch.ones(2, 3), dim=-3), ValueError, "dim"),
+    "group-3-of-8": (
+        lambda: get_scale_and_zero_point(torch.ones(2, 8), group_size=3),
+        ValueError,
+        "divisor of 8",
+    ),
+    "group-0": (
+        lambda: get_scale_and_zero_point(torch.ones(2, 8), group_size=0),
+        ValueError,
+        "positive",
+    ),
+    "dim-and-group": (
+        lambda: get_scale_and_zero_point(torch.ones(2, 8), dim=0, group_size=4),
+        ValueError,
+        "not both",
+    ),
+    "offset-nan": (lambda: get_scale_and_offset(torch.tensor([math.nan])), ValueError, "NaN"),
+    "quantize-int": (
+        lambda: linear_quantize(torch.arange(3), torch.tensor(1.0), 0),
+        TypeError,
+        "float",
+    ),
+    "dequantize-float": (
+        lambda: linear_dequantize(torch.ones(3), torch.tensor(1.0), 0),
+        TypeError,
+        "integer",
+    ),
+    "error-shapes": (
+        lambda: quantization_error(torch.ones(3), torch.ones(4)),
+        ValueError,
+        "same shape",
+    ),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "message"), bad_inputs.values(), ids=bad_inputs.keys())
+def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ---------------------------------------------------------------- quantization_error
+
+
+def test_quantization_error_by_hand():
+    # MSE = (0.1**2 + 0.1**2) / 2 = 0.01; SQNR = 10 log10(2 / 0.02) = 20 dB
+    error = quantization_error(
+        torch.tensor([1.0, -1.0], dtype=torch.float64),
+        torch.tensor([0.9, -1.1], dtype=torch.float64),
+    )
+    assert error.mse == pytest.approx(0.01, rel=1e-12)
+    assert error.sqnr_db == pytest.approx(20.0, rel=1e-12)
+    assert quantization_error(torch.ones(3), torch.ones(3)).sqnr_db == math.inf
+
+
+@pytest.mark.parametrize("bits", [4, 6, 8], ids=["4-bit", "6-bit", "8-bit"])
+def test_sqnr_of_full_scale_uniform_data(bits):
+    # Uniform data on the whole grid: signal power W**2 / 12 over noise step**2 / 12 with
+    # W = (2**k - 1) step, so SQNR = 20 log10(2**k - 1), about 6.02 dB per bit (MT-001).
+    r = torch.rand(200_000, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    r = 2 * r - 1
+    error = quantization_error(r, fake_quantize(r, bits=bits))
+    assert error.sqnr_db == pytest.approx(20 * math.log10(2**bits - 1), abs=0.1)
+
+
+# ---------------------------------------------------------------- packing
+
+
+@pytest.mark.parametrize(
+    ("bits", "values", "byte"),
+    [(2, [1, 0, 3, 2], 0b10_11_00_01), (4, [3, 10], 0b1010_0011)],
+    ids=["2-bit", "4-bit"],
+)
+def test_pack_a_byte_by_hand(bits, values, byte):
+    packed = pack_weights(torch.tensor(values, dtype=torch.uint8), bits)
+    assert packed.dtype == torch.uint8
+    assert packed.tolist() == [byte]  # 177 and 163
+    assert unpack_weights(packed, bits).tolist() == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(bits=st.sampled_from([2, 4]), data=st.data())
+def test_property_pack_unpack_round_trip(bits, data):
+    rows = data.draw(st.integers(1, 4))
+    columns = 8 // bits * data.draw(st.integers(1, 8))
+    values = data.draw(st.lists(st.integers(0, 2**bits - 1), min_size=rows * columns,
+                                max_size=rows * columns))  # fmt: skip
+    q = torch.tensor(values, dtype=torch.uint8).reshape(rows, columns)
+    packed = pack_weights(q, bits)
+    assert packed.shape == (rows, columns * bits // 8)
+    assert torch.equal(unpack_weights(packed, bits), q)
+
+
+def test_packing_4bit_quantized_weights_halves_their_bytes():
+    weight = torch.randn(8, 16)
+    scale, zero_point = get_scale_and_zero_point(weight, bits=4, group_size=8)
+    q = linear_quantize(weight, scale, zero_point, bits=4, group_size=8)  # int32 in [0, 15]
+    packed = pack_weights(q, 4)
+    assert packed.numel() == weight.numel() // 2
+    assert torch.equal(unpack_weights(packed, 4).int(), q)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: pack_weights(torch.tensor([4, 0, 0, 0]), 2), ValueError),
+        (lambda: pack_weights(torch.tensor([-1, 0]), 4), ValueError),
+        (lambda: pack_weights(torch.tensor([1, 0, 1]), 2), ValueError),
+        (lambda: pack_weights(torch.tensor([1.0, 0.0]), 4), TypeError),
+        (lambda: pack_weights(torch.tensor([1, 0]), 3), ValueError),
+        (lambda: unpack_weights(torch.tensor([1, 0]), 4), TypeError),
+    ],
+    ids=["too-big", "negative", "not-a-multiple", "float", "3-bit", "unpack-int64"],
+)
+def test_packing_bad_input(call, error):
+    with pytest.raises(error):
+        call()
