@@ -314,7 +314,7 @@ def _curves_for_dtype(
 ) -> dict[str, tuple[list[int], torch.Tensor]]:
     """Relative errors of the three modes on every prefix xd[:, :n] (inputs already in dtype).
 
-    exact is the float64 dot product of the original prefixes, (draws, len(lengths)).
+    exact is the float64 dot product of the original prefixes, (rows, len(lengths)).
     """
     curves = {}
     for mode in ("native", "pairwise"):
@@ -326,6 +326,24 @@ def _curves_for_dtype(
     values = running[:, [n - 1 for n in short]]
     curves["sequential"] = (short, _relative_error(values, exact[:, : len(short)]))
     return curves
+
+
+def _check_experiment_arguments(
+    lengths: list[int], dtypes: tuple[torch.dtype, ...], distributions: tuple[str, ...], draws: int
+) -> None:
+    if not lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
+        raise ValueError(f"lengths must be a non-empty list of positive integers, got {lengths!r}.")
+    if sorted(set(lengths)) != list(lengths):
+        raise ValueError("lengths must be strictly increasing, e.g. [10, 100, 1000].")
+    if lengths[0] > SEQUENTIAL_MAX_N:
+        raise ValueError(f"the first length must be at most SEQUENTIAL_MAX_N={SEQUENTIAL_MAX_N}.")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws!r}.")
+    unknown = set(distributions) - set(_DISTRIBUTIONS)
+    if not distributions or unknown:
+        raise ValueError(f"unknown distributions {sorted(unknown)}; use 'randn' and/or 'rand'.")
+    for dtype in dtypes:
+        _check_dtype_and_mode(dtype, "native")
 
 
 def run_experiment(
@@ -340,34 +358,27 @@ def run_experiment(
     For each distribution, ``draws`` pairs of float32 vectors of length max(lengths) are drawn
     with a seeded generator; the vectors of length n are their first n entries (so one
     sequential pass measures every n). "sequential" is measured for n <= SEQUENTIAL_MAX_N only.
+    All distributions' draws are stacked as rows and computed together, one dtype at a time.
     Example: run_experiment([10, 100], draws=3).errors[("bfloat16", "rand", "sequential")] is a
     (3, 2) tensor of relative errors.
     """
-    if not lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
-        raise ValueError(f"lengths must be a non-empty list of positive integers, got {lengths!r}.")
-    if sorted(set(lengths)) != list(lengths):
-        raise ValueError("lengths must be strictly increasing, e.g. [10, 100, 1000].")
-    if lengths[0] > SEQUENTIAL_MAX_N:
-        raise ValueError(f"the first length must be at most SEQUENTIAL_MAX_N={SEQUENTIAL_MAX_N}.")
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be a positive integer, got {draws!r}.")
-    unknown = set(distributions) - set(_DISTRIBUTIONS)
-    if unknown:
-        raise ValueError(f"unknown distributions {sorted(unknown)}; use 'randn' and/or 'rand'.")
-    for dtype in dtypes:
-        _check_dtype_and_mode(dtype, "native")
-    errors, curve_lengths, condition = {}, {}, {}
-    for i, distribution in enumerate(tqdm(distributions, desc="distributions")):
-        x, y = _draw(distribution, draws, lengths[-1], seed + i)
-        absolute = torch.stack([(x[:, :n] * y[:, :n]).double().abs().sum(-1) for n in lengths], 1)
-        exact = torch.stack([(x[:, :n].double() * y[:, :n].double()).sum(-1) for n in lengths], 1)
-        condition[distribution] = absolute / exact.abs()  # (draws, len(lengths))
-        for dtype in dtypes:
-            name = str(dtype).removeprefix("torch.")
-            xd, yd = x.to(dtype), y.to(dtype)  # (draws, n_max)
-            for mode, (ns, rel) in _curves_for_dtype(xd, yd, exact, lengths).items():
+    _check_experiment_arguments(lengths, dtypes, distributions, draws)
+    pairs = [_draw(name, draws, lengths[-1], seed + i) for i, name in enumerate(distributions)]
+    x = torch.cat([pair[0] for pair in pairs])  # (len(distributions) * draws, n_max)
+    y = torch.cat([pair[1] for pair in pairs])  # (len(distributions) * draws, n_max)
+    exact = torch.stack([(x[:, :n].double() * y[:, :n].double()).sum(-1) for n in lengths], 1)
+    absolute = torch.stack(
+        [(x[:, :n].double() * y[:, :n].double()).abs().sum(-1) for n in lengths], 1
+    )
+    condition = dict(zip(distributions, (absolute / exact.abs()).split(draws), strict=True))
+    errors, curve_lengths = {}, {}
+    for dtype in tqdm(dtypes, desc="dtypes"):
+        name = str(dtype).removeprefix("torch.")
+        curves = _curves_for_dtype(x.to(dtype), y.to(dtype), exact, lengths)
+        for mode, (ns, relative) in curves.items():
+            for distribution, rows in zip(distributions, relative.split(draws), strict=True):
                 curve_lengths[(name, distribution, mode)] = ns
-                errors[(name, distribution, mode)] = rel
+                errors[(name, distribution, mode)] = rows
     return ErrorCurves(list(lengths), curve_lengths, errors, condition)
 
 

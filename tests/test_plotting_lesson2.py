@@ -1,0 +1,97 @@
+"""Tests of Lesson 2's figures: what the panels, lines and markers contain."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from tutorlib.downcast import (
+    deterministic_bound,
+    run_experiment,
+    sequential_partial_sums,
+    unit_roundoff,
+)
+from tutorlib.plotting import plot_error_vs_length, plot_running_sum
+
+
+@pytest.fixture(scope="module")
+def curves():
+    # 300000 all-positive terms sum to ~75000: float16 overflows there (its maximum is 65504).
+    return run_experiment([10, 100, 1000, 300_000], draws=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def figure(curves):
+    fig = plot_error_vs_length(curves)
+    yield fig
+    plt.close(fig)
+
+
+def _line(ax, label):
+    (line,) = [line for line in ax.get_lines() if line.get_label() == label]
+    return line
+
+
+def test_one_panel_per_distribution_and_dtype(figure):
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == [
+        "float32, zero-mean inputs (randn)",
+        "float16, zero-mean inputs (randn)",
+        "bfloat16, zero-mean inputs (randn)",
+        "float32, all-positive inputs (rand)",
+        "float16, all-positive inputs (rand)",
+        "bfloat16, all-positive inputs (rand)",
+    ]
+    assert "float32 accumulator" in figure._suptitle.get_text()
+    assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in figure.axes)
+    assert figure.axes[3].get_xlabel() == "vector length n (terms)"
+    assert figure.axes[0].get_ylabel().startswith("relative error")
+
+
+def test_mode_lines_are_medians_over_the_draws(figure, curves):
+    ax = figure.axes[5]  # bfloat16, rand
+    line = _line(ax, "sequential in the dtype")
+    errors = curves.errors[("bfloat16", "rand", "sequential")]
+    assert list(line.get_xdata()) == [10, 100, 1000]  # sequential stops at SEQUENTIAL_MAX_N
+    np.testing.assert_allclose(line.get_ydata(), errors.median(dim=0).values.numpy())
+
+
+def test_bounds_are_drawn_where_defined(figure, curves):
+    ax = figure.axes[5]  # bfloat16, rand: kappa = 1
+    deterministic = _line(ax, "deterministic  κ γ_n")
+    # gamma_n is inf from n u >= 1 (n >= 256 in bfloat16): only n = 10 and 100 are drawn.
+    assert list(deterministic.get_xdata()) == [10, 100]
+    expected = [deterministic_bound(n, torch.bfloat16) for n in (10, 100)]
+    np.testing.assert_allclose(deterministic.get_ydata(), expected, rtol=1e-12)
+    probabilistic = _line(ax, "probabilistic  κ √n u (λ = 1)")
+    np.testing.assert_allclose(
+        probabilistic.get_ydata(),
+        np.sqrt([10, 100, 1000, 300_000]) * unit_roundoff(torch.bfloat16),
+        rtol=1e-12,
+    )
+
+
+def test_float16_overflow_is_marked_not_plotted(figure):
+    ax = figure.axes[4]  # float16, rand
+    native = _line(ax, "native (float32 accumulator)")
+    assert 300_000 not in list(native.get_xdata())
+    assert np.isfinite(native.get_ydata()).all()
+    marks = [line for line in ax.get_lines() if line.get_label() == "× result overflowed to inf"]
+    assert [list(mark.get_xdata()) for mark in marks] == [[300_000], [300_000]]  # native, pairwise
+
+
+def test_running_sum_shows_the_stall():
+    x = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    sums = sequential_partial_sums(x, x, torch.bfloat16)
+    fig = plot_running_sum(sums, (x.double() ** 2).cumsum(0), torch.bfloat16)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Summed one by one in bfloat16, the sum stops growing at 256"
+    low = _line(ax, "sequential in bfloat16")
+    assert low.get_ydata()[-1] == 256.0
+    assert _line(ax, "exact (float64)").get_ydata()[-1] == pytest.approx(336.588, abs=1e-3)
+    assert ax.get_xlabel() == "number of terms added, k"
+    plt.close(fig)
