@@ -15,9 +15,10 @@ from tutorlib.dtypes import (
     decode_fields,
     exponent_and_mantissa_bits,
     exponent_bias,
-    facts_table,
     float_bits,
+    float_facts_table,
     has_infinities,
+    int_facts_table,
     overflow_underflow_table,
     round_to_dtype,
     smallest_subnormal,
@@ -149,16 +150,36 @@ def test_spacing_of_overflow_is_nan():
     assert math.isnan(spacing(70000.0, torch.float16).item())
 
 
-def test_facts_table_rows():
-    table = facts_table()
+def test_float_facts_table_rows():
+    table = float_facts_table()
     assert table.loc["bfloat16", "sign / exponent / mantissa"] == "1 / 8 / 7"
     assert table.loc["float16", "max"] == "65,504"
     assert table.loc["float8_e4m3fn", "max"] == "448"
     assert table.loc["float8_e4m3fn", "infinities"].startswith("no")
     assert table.loc["bfloat16", "eps (gap above 1)"].startswith("2^-7 ")
-    assert table.loc["int32", "max"] == "2,147,483,647"
+    assert table.loc["float32", "decimal digits"] == "7.22"  # 24 * log10(2) = 7.2247
     gigabytes = table["GB per 1e9 parameters"]
-    assert (gigabytes["int8"], gigabytes["bfloat16"], gigabytes["float32"]) == ("1", "2", "4")
+    assert (gigabytes["float8_e5m2"], gigabytes["bfloat16"], gigabytes["float32"]) == (
+        "1",
+        "2",
+        "4",
+    )
+
+
+def test_int_facts_table_rows():
+    table = int_facts_table()
+    assert (table.loc["int8", "min"], table.loc["int8", "max"]) == ("-128", "127")
+    assert table.loc["int32", "max"] == "2,147,483,647"
+    assert table.loc["uint8", "encoding"] == "unsigned"
+    assert table.loc["int32", "decimal digits"] == 9  # every 9-digit integer fits below 2.1e9
+    assert table.loc["int8", "GB per 1e9 parameters"] == "1"
+
+
+def test_facts_tables_reject_the_other_kind():
+    with pytest.raises(ValueError, match="torch.int8"):
+        int_facts_table((torch.float32,))
+    with pytest.raises(ValueError, match="torch.bfloat16"):
+        float_facts_table((torch.int8,))
 
 
 def test_bytes_for_parameters():

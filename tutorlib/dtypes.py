@@ -31,7 +31,8 @@ __all__ = [
     "float_bits",
     "spacing",
     "bytes_for_parameters",
-    "facts_table",
+    "float_facts_table",
+    "int_facts_table",
     "overflow_underflow_table",
 ]
 
@@ -259,55 +260,57 @@ def _number(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _float_facts(dtype: torch.dtype) -> dict[str, str]:
-    info = torch.finfo(dtype)
-    exponent, mantissa = exponent_and_mantissa_bits(dtype)
-    digits = (mantissa + 1) * math.log10(2)  # significand of m + 1 bits (implicit leading 1)
-    return {
-        "bits": str(info.bits),
-        "sign / exponent / mantissa": f"1 / {exponent} / {mantissa}",
-        "min": _number(info.min),
-        "max": _number(info.max),
-        "eps (gap above 1)": _power_of_two(info.eps),
-        "smallest normal": _power_of_two(info.smallest_normal),
-        "smallest subnormal": _power_of_two(smallest_subnormal(dtype)),
-        "decimal digits": f"{digits:.2f}",
-        "infinities": "yes" if has_infinities(dtype) else "no (saturates, NaN only)",
-    }
+def _gigabytes_per_billion(dtype: torch.dtype) -> str:
+    return f"{bytes_for_parameters(10**9, dtype) / 1e9:g}"  # GB = 1e9 bytes
 
 
-def _int_facts(dtype: torch.dtype) -> dict[str, str]:
-    info = torch.iinfo(dtype)
-    layout = "two's complement" if info.min < 0 else "unsigned"
-    return {
-        "bits": str(info.bits),
-        "sign / exponent / mantissa": f"{layout}, {info.bits} bits",
-        "min": f"{info.min:,}",
-        "max": f"{info.max:,}",
-        "eps (gap above 1)": "1",
-        "smallest normal": "-",
-        "smallest subnormal": "-",
-        "decimal digits": str(math.floor(math.log10(info.max))),  # every such integer fits
-        "infinities": "no (wraps around)",
-    }
+def float_facts_table(dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES) -> pd.DataFrame:
+    """One row per float dtype: bit layout, range, precision and memory, all from ``finfo``.
 
-
-def facts_table(dtypes: tuple[torch.dtype, ...] = INT_DTYPES + FLOAT_DTYPES) -> pd.DataFrame:
-    """One row per dtype: its bit layout, range, precision and memory, from finfo/iinfo.
-
-    Floats: decimal digits = (m + 1) * log10(2), the digits a significand of m + 1 bits carries.
-    Integers: every integer with that many decimal digits fits. Memory is for 1e9 parameters in
-    GB (1e9 bytes). Example row: bfloat16 | 16 | 1 / 8 / 7 | ... | max 3.39e+38 | eps 2^-7 | 2 GB.
+    decimal digits = (m + 1) * log10(2): the digits a significand of m + 1 bits carries (the
+    leading 1 is implicit). Memory is for one billion parameters, in GB (1e9 bytes).
+    Example row: bfloat16 | 16 | 1 / 8 / 7 | -3.39e+38 | 3.39e+38 | 2^-7 ≈ 0.00781 | ... | 2.41.
     """
     rows = {}
     for dtype in dtypes:
-        if not isinstance(dtype, torch.dtype) or not (
-            dtype.is_floating_point or dtype in INT_DTYPES
-        ):
-            raise ValueError(f"facts_table takes integer or float torch dtypes, got {dtype!r}.")
-        facts = _float_facts(dtype) if dtype.is_floating_point else _int_facts(dtype)
-        gigabytes = bytes_for_parameters(10**9, dtype) / 1e9
-        rows[dtype_name(dtype)] = facts | {"GB per 1e9 parameters": f"{gigabytes:g}"}
+        info = torch.finfo(_check_float_dtype(dtype))
+        exponent, mantissa = exponent_and_mantissa_bits(dtype)
+        rows[dtype_name(dtype)] = {
+            "bits": info.bits,
+            "sign / exponent / mantissa": f"1 / {exponent} / {mantissa}",
+            "min": _number(info.min),
+            "max": _number(info.max),
+            "eps (gap above 1)": _power_of_two(info.eps),
+            "smallest normal": _power_of_two(info.smallest_normal),
+            "smallest subnormal": _power_of_two(smallest_subnormal(dtype)),
+            "decimal digits": f"{(mantissa + 1) * math.log10(2):.2f}",
+            "infinities": "yes" if has_infinities(dtype) else "no (NaN only)",
+            "GB per 1e9 parameters": _gigabytes_per_billion(dtype),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dtype")
+
+
+def int_facts_table(dtypes: tuple[torch.dtype, ...] = INT_DTYPES) -> pd.DataFrame:
+    """One row per integer dtype: bits, range and memory, all from ``iinfo``.
+
+    Integers are evenly spaced by 1, so the only choice is the range: 2**bits values, from
+    -2**(bits-1) to 2**(bits-1) - 1 in two's complement. decimal digits = floor(log10(max)):
+    every integer with that many digits fits. Example row: int8 | 8 | -128 | 127 | 2 | 1 GB.
+    """
+    rows = {}
+    for dtype in dtypes:
+        if dtype not in INT_DTYPES:
+            names = ", ".join(f"torch.{dtype_name(d)}" for d in INT_DTYPES)
+            raise ValueError(f"int_facts_table takes {names}; got {dtype!r}.")
+        info = torch.iinfo(dtype)
+        rows[dtype_name(dtype)] = {
+            "bits": info.bits,
+            "encoding": "two's complement" if info.min < 0 else "unsigned",
+            "min": f"{info.min:,}",
+            "max": f"{info.max:,}",
+            "decimal digits": math.floor(math.log10(info.max)),
+            "GB per 1e9 parameters": _gigabytes_per_billion(dtype),
+        }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dtype")
 
 
