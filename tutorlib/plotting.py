@@ -22,7 +22,7 @@ from tutorlib.dtypes import (  # noqa: E402
     spacing,
 )
 
-# Colours of the three fields of a float (colour-blind safe pair plus a neutral for the sign).
+# Colours of the three fields of a float (matplotlib's tab10 red, blue and orange).
 _FIELD_COLOURS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#ff7f0e"}
 
 
@@ -40,7 +40,9 @@ def plot_bit_layouts(
     The field widths come from ``exponent_and_mantissa_bits`` (derived from ``torch.finfo``),
     and each field is labelled with its bit count, e.g. float32 is 1 | 8 | 23.
     """
-    fig, ax = plt.subplots(figsize=(10, 0.75 * len(dtypes) + 1.2), dpi=100)
+    # A bare Figure, not pyplot: nothing global to close, and the notebook shows it once.
+    fig = Figure(figsize=(10, 0.75 * len(dtypes) + 1.2), dpi=100, layout="constrained")
+    ax = fig.subplots()
     for row, dtype in enumerate(dtypes):
         exponent_bits, mantissa_bits = exponent_and_mantissa_bits(dtype)
         fields = [("sign", 1), ("exponent", exponent_bits), ("mantissa", mantissa_bits)]
@@ -50,11 +52,10 @@ def plot_bit_layouts(
                 box = Rectangle((bit, row - 0.35), 1, 0.7, facecolor=_FIELD_COLOURS[field])
                 box.set_edgecolor("white")
                 ax.add_patch(box)
-            label = str(width)
             ax.text(
                 start + width / 2,
                 row,
-                label,
+                str(width),  # the field's bit count, centred on the field
                 ha="center",
                 va="center",
                 color="white",
@@ -69,7 +70,6 @@ def plot_bit_layouts(
     legend = [Patch(facecolor=colour, label=field) for field, colour in _FIELD_COLOURS.items()]
     ax.legend(handles=legend, loc="lower right", ncols=3)
     ax.spines[["top", "right", "left"]].set_visible(False)
-    fig.tight_layout()
     return fig
 
 
@@ -90,7 +90,8 @@ def plot_spacing(
     normal range: its height is the precision, its width the range. Each line runs from the
     dtype's smallest subnormal to its largest finite number.
     """
-    fig, (ax_gap, ax_relative) = plt.subplots(2, 1, figsize=(9, 8), dpi=100, sharex=True)
+    fig = Figure(figsize=(9, 8), dpi=100, layout="constrained")
+    ax_gap, ax_relative = fig.subplots(2, 1, sharex=True)
     for dtype in dtypes:
         magnitudes = np.geomspace(smallest_subnormal(dtype), torch.finfo(dtype).max, points)
         gaps = spacing(torch.from_numpy(magnitudes), dtype).numpy()
@@ -105,7 +106,6 @@ def plot_spacing(
     ax_relative.set_xlabel("magnitude |x| (dimensionless)")
     ax_gap.set_title("bfloat16 spans float32's range with wider gaps; float16 and fp8 stop sooner")
     ax_gap.legend(title="dtype", loc="upper left")
-    fig.tight_layout()
     return fig
 
 
