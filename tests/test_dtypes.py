@@ -16,6 +16,7 @@ from tutorlib.dtypes import (
     exponent_and_mantissa_bits,
     exponent_bias,
     float_bits,
+    float_bits_table,
     float_facts_table,
     has_infinities,
     int_facts_table,
@@ -65,13 +66,21 @@ def test_one_third_in_bfloat16_float16_float32_as_printed():
 
 
 def test_float_bits_reads_like_the_lesson():
-    text = str(float_bits(1 / 3, torch.bfloat16))
-    assert text == (
-        "bfloat16: sign 0 | exponent 01111101 (125 - 127 = -2) | mantissa 0101011 -> 0.333984375"
+    assert str(float_bits(1 / 3, torch.bfloat16)) == (
+        "bfloat16: 0 01111101 0101011\n  = +2^(125 - 127) × (1 + 43/128) = 0.333984375"
     )
-    assert "subnormal" in str(float_bits(2.0**-24, torch.float16))
-    assert "inf or NaN" in str(float_bits(math.inf, torch.float16))
+    assert float_bits(-2.0, torch.float16).formula == "-2^(16 - 15) × (1 + 0/1024)"
+    assert float_bits(2.0**-24, torch.float16).formula == "+2^(1 - 15) × (0 + 1/1024)"
+    assert "exponent all ones" in float_bits(math.inf, torch.float16).formula
     assert float_bits(0.1, torch.float32).exact_decimal == "0.100000001490116119384765625"
+
+
+def test_float_bits_table_rows():
+    table = float_bits_table(1 / 3, (torch.float16, torch.bfloat16))
+    assert list(table.index) == ["float16", "bfloat16"]
+    assert table.loc["bfloat16", "mantissa"] == "0101011"
+    assert table.loc["float16", "decoded"] == "+2^(13 - 15) × (1 + 341/1024)"
+    assert table.loc["float16", "stored value"] == "0.333251953125"
 
 
 LAYOUTS = [

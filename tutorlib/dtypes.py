@@ -29,6 +29,7 @@ __all__ = [
     "round_to_dtype",
     "decode_fields",
     "float_bits",
+    "float_bits_table",
     "spacing",
     "bytes_for_parameters",
     "float_facts_table",
@@ -182,17 +183,25 @@ class FloatBits:
         """Every digit of the stored value, e.g. '0.100000001490116119384765625' for 0.1 in fp32."""
         return str(Decimal(self.value))
 
-    def __str__(self) -> str:
+    @property
+    def formula(self) -> str:
+        """The decoding written out, e.g. '+2^(125 - 127) × (1 + 43/128)' for 1/3 in bfloat16.
+
+        Subnormals (exponent field 0) read '2^(1 - bias) × (0 + M/2^m)'; inf and NaN, whose
+        exponent field is all ones in IEEE formats, read 'inf or NaN (exponent all ones)'.
+        """
         if not math.isfinite(self.value):
-            meaning = "all ones: inf or NaN"
-        elif self.biased_exponent == 0:
-            meaning = f"0: zero or subnormal, 2^{1 - self.bias}"
-        else:
-            power = self.biased_exponent - self.bias
-            meaning = f"{self.biased_exponent} - {self.bias} = {power}"
+            return "inf or NaN (exponent all ones)"
+        sign = "-" if self.sign == "1" else "+"
+        fraction = f"{int(self.mantissa, 2)}/{2 ** len(self.mantissa)}"
+        if self.biased_exponent == 0:
+            return f"{sign}2^(1 - {self.bias}) × (0 + {fraction})"
+        return f"{sign}2^({self.biased_exponent} - {self.bias}) × (1 + {fraction})"
+
+    def __str__(self) -> str:
         return (
-            f"{self.dtype}: sign {self.sign} | exponent {self.exponent} ({meaning}) "
-            f"| mantissa {self.mantissa} -> {self.value!r}"
+            f"{self.dtype}: {self.sign} {self.exponent} {self.mantissa}\n"
+            f"  = {self.formula} = {self.value!r}"
         )
 
 
@@ -217,6 +226,26 @@ def float_bits(value: float, dtype: torch.dtype) -> FloatBits:
     return FloatBits(
         dtype_name(dtype), sign, exponent, mantissa, biased_exponent, exponent_bias(dtype), decoded
     )
+
+
+def float_bits_table(value: float, dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES) -> pd.DataFrame:
+    """``float_bits`` of one value in several dtypes: a row per dtype, a column per field.
+
+    Columns: sign, exponent and mantissa bits, the decoding formula, and the stored value.
+    Example: for 1/3 the bfloat16 row reads 0 | 01111101 | 0101011 |
+    +2^(125 - 127) × (1 + 43/128) | 0.333984375.
+    """
+    rows = {}
+    for dtype in dtypes:
+        bits = float_bits(value, dtype)
+        rows[bits.dtype] = {
+            "sign": bits.sign,
+            "exponent": bits.exponent,
+            "mantissa": bits.mantissa,
+            "decoded": bits.formula,
+            "stored value": repr(bits.value),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dtype")
 
 
 def spacing(x: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
