@@ -7,7 +7,8 @@ Left out on purpose: tensor-subclass dispatch (optimum-quanto's machinery), pack
 weights, quantized convolutions and embeddings, and training through quantized weights.
 """
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch import nn
 
 from tutorlib.quantization import get_scale_and_zero_point, linear_dequantize, linear_quantize
 
-__all__ = ["W8A16Linear", "replace_linear"]
+__all__ = ["W8A16Linear", "replace_linear", "seconds_per_call"]
 
 
 class W8A16Linear(nn.Module):
@@ -98,6 +99,25 @@ def replace_linear(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child_name, layer_cls.from_linear(linear))
     return model
+
+
+def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Fastest wall-clock time of `repeats` calls of fn(), after one untimed warm-up call.
+
+    The minimum, not the mean: on a shared CPU other processes only ever add time, so the
+    fastest run is the best estimate of the code's own cost. Runs under torch.inference_mode.
+    Example: seconds_per_call(lambda: model(**batch)) -> 0.41 (seconds, machine-dependent).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    times = []
+    with torch.inference_mode():
+        fn()  # warm-up: first-call allocations and kernel selection
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return min(times)
 
 
 # --- W8A8Linear (Lesson 5) ---

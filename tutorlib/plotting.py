@@ -261,3 +261,101 @@ def plot_running_sum(
 
 
 __all__ += ["plot_error_vs_length", "plot_running_sum"]
+
+
+# --- Lesson 4: linear quantization ---
+
+from tutorlib.quantization import integer_range  # noqa: E402
+
+# The 6.02 dB that each bit adds to the SQNR of a uniform quantizer: 20 * log10(2)
+# (Analog Devices tutorial MT-001).
+_DB_PER_BIT = 20 * np.log10(2.0)
+
+
+def plot_weight_histogram_with_grid(
+    weights: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor | int,
+    bits: int,
+    symmetric: bool = False,
+) -> Figure:
+    """Histogram of weights with the levels s * (q - z) of a per-tensor k-bit grid drawn over it.
+
+    The title counts how many of the 2**k levels hold 90% of the weights: with a bell-shaped
+    histogram and a range set by the extremes, most levels sit in the nearly empty tails.
+    """
+    q_min, q_max = integer_range(bits, symmetric)
+    q = torch.arange(q_min, q_max + 1, dtype=torch.float64)
+    levels = (float(scale) * (q - float(zero_point))).numpy()
+    values = weights.detach().double().flatten()
+    nearest = torch.round(values / float(scale)) + float(zero_point)
+    counts = torch.bincount((nearest.clamp(q_min, q_max) - q_min).long(), minlength=len(q))
+    share = torch.sort(counts, descending=True).values.cumsum(0) / counts.sum()
+    levels_for_90 = int((share < 0.9).sum()) + 1
+    fig = Figure(figsize=(8, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    ax.hist(values.numpy(), bins=200, color="#1f77b4", alpha=0.8, label="weights")
+    for i, level in enumerate(levels):
+        ax.axvline(level, color="#d62728", linewidth=0.8, label="grid levels" if i == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("weight value (dimensionless)")
+    ax.set_ylabel("number of weights (log scale)")
+    ax.set_title(
+        f"{bits}-bit grid: {levels_for_90} of its {len(levels)} levels hold 90% of the weights"
+    )
+    ax.legend(loc="upper right")
+    return fig
+
+
+def plot_sqnr_vs_bits(bits: list[int], sqnr_db: dict[str, list[float]]) -> Figure:
+    """SQNR against bit width, one line per scheme, with a 6.02 dB-per-bit reference line.
+
+    The reference line goes through the last scheme's value at the largest bit width, so a
+    curve parallel to it gains exactly 6.02 dB per bit. The title gives the last scheme's fitted
+    slope over the bit widths from 4 up (below 4 bits the grid is too coarse for the rule).
+    """
+    x = np.array(bits, dtype=float)
+    fig = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for label, values in sqnr_db.items():
+        ax.plot(x, values, marker="o", label=label)
+    last = np.array(list(sqnr_db.values())[-1], dtype=float)
+    reference = last[-1] + _DB_PER_BIT * (x - x[-1])
+    ax.plot(x, reference, color="grey", linestyle="--", label="6.02 dB per bit")
+    fit = x >= 4
+    slope = np.polyfit(x[fit], last[fit], 1)[0]
+    ax.set_xlabel("bit width k (bits)")
+    ax.set_ylabel("SQNR (dB)")
+    ax.set_title(
+        f"{list(sqnr_db)[-1]}: {slope:.2f} dB per bit from 4 to {bits[-1]} bits (rule: 6.02)"
+    )
+    ax.legend(loc="upper left")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def plot_clipping_sweep(thresholds: torch.Tensor, sqnr_db: torch.Tensor, bits: int) -> Figure:
+    """SQNR of symmetric per-tensor quantization against the clipping threshold c / max|w|.
+
+    The best threshold is marked; the title compares it with no clipping (c = max|w|).
+    """
+    ratio = (thresholds / thresholds[-1]).numpy()
+    values = sqnr_db.numpy()
+    best = int(np.argmax(values))
+    fig = Figure(figsize=(8, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    ax.plot(ratio, values, color="#1f77b4", label=f"{bits}-bit, per-tensor, symmetric")
+    ax.plot(ratio[best], values[best], "o", color="#d62728", label="best threshold")
+    ax.plot(ratio[-1], values[-1], "s", color="grey", label="no clipping")
+    ax.set_xlabel("clipping threshold c / max|w| (fraction of the largest weight)")
+    ax.set_ylabel("SQNR (dB)")
+    ax.set_title(
+        f"Clipping at {ratio[best]:.0%} of max|w| raises the SQNR "
+        f"from {values[-1]:.1f} to {values[best]:.1f} dB"
+    )
+    ax.legend(loc="lower right")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+__all__ += ["plot_weight_histogram_with_grid", "plot_sqnr_vs_bits", "plot_clipping_sweep"]

@@ -1,0 +1,157 @@
+"""Tests of W8A16Linear and replace_linear: a hand case, bounds, and optimum-quanto as reference."""
+
+import copy
+
+import pytest
+import torch
+from optimum.quanto import freeze, qint8, quantize
+from torch import nn
+
+from tutorlib.layers import W8A16Linear, replace_linear, seconds_per_call
+from tutorlib.memory import model_size_bytes
+
+
+def _linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:
+    out_features, in_features = len(weight), len(weight[0])
+    linear = nn.Linear(in_features, out_features, bias=bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor(weight))
+        if bias is not None:
+            linear.bias.copy_(torch.tensor(bias))
+    return linear
+
+
+def test_from_linear_by_hand():
+    # row 0: s = 1.27 / 127 = 0.01 -> [50, -127, 10]; row 1: s = 2 / 127 -> [127, 64, 0]
+    linear = _linear([[0.5, -1.27, 0.1], [2.0, 1.0, 0.0]], bias=[0.25, -0.5])
+    layer = W8A16Linear.from_linear(linear)
+    assert layer.int8_weight.dtype == torch.int8
+    assert layer.int8_weight.tolist() == [[50, -127, 10], [127, 64, 0]]
+    assert layer.scales.shape == (2, 1)
+    assert layer.scales.flatten().tolist() == pytest.approx([0.01, 2 / 127], rel=1e-6)
+    assert torch.equal(layer.bias, linear.bias.detach())
+
+
+def test_forward_is_the_dequantized_matmul():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 16)
+    layer = W8A16Linear.from_linear(linear)
+    x = torch.randn(5, 64)
+    dequantized = layer.scales * layer.int8_weight.float()  # (16, 64)
+    expected = x @ dequantized.T + linear.bias.detach()
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=0)
+
+
+def test_output_error_within_the_rounding_bound():
+    torch.manual_seed(1)
+    linear = nn.Linear(128, 32)
+    layer = W8A16Linear.from_linear(linear)
+    x = torch.randn(8, 128)
+    with torch.no_grad():
+        error = (layer(x) - linear(x)).abs()  # (8, 32)
+    # each weight moves by at most s_o / 2, so |y - y_hat| <= sum_i |x_i| * s_o / 2;
+    # float32 matmul rounding adds at most about 128 * eps of sum_i |x_i| |W_oi| (Higham 3.5)
+    rounding = x.abs().sum(dim=1, keepdim=True) * (layer.scales / 2).T  # (8, 1) * (1, 32)
+    float_slack = 128 * torch.finfo(torch.float32).eps * (x.abs() @ linear.weight.abs().T)
+    assert (error <= rounding + float_slack).all()
+    assert error.max() > 0  # it is quantized: not a copy of the float layer
+
+
+def test_activations_keep_their_dtype():
+    layer = W8A16Linear.from_linear(nn.Linear(16, 4))
+    for dtype in (torch.float32, torch.bfloat16):
+        assert layer(torch.randn(2, 3, 16, dtype=dtype)).dtype == dtype
+
+
+def test_same_output_as_quanto_int8_weights():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(96, 48), nn.GELU(), nn.Linear(48, 24))
+    ours = replace_linear(copy.deepcopy(model), W8A16Linear, skip=())
+    theirs = copy.deepcopy(model)
+    quantize(theirs, weights=qint8)
+    freeze(theirs)
+    x = torch.randn(10, 96)
+    with torch.no_grad():
+        # same int8 integers and scales (see test_quantization); quanto multiplies in a
+        # different order, so allow float32 rounding of a 96-term dot product
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+
+
+class _Bert(nn.Module):
+    """A tiny stand-in with nested Linear layers, a non-Linear module and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList(
+            nn.ModuleDict({"query": nn.Linear(8, 8), "dense": nn.Linear(8, 8)}) for _ in range(2)
+        )
+        self.norm = nn.LayerNorm(8)
+        self.lm_head = nn.Linear(8, 4)
+
+
+def _linear_names(model: nn.Module, cls: type) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, cls)]
+
+
+def test_replace_linear_swaps_all_but_the_skipped():
+    model = _Bert()
+    returned = replace_linear(model, W8A16Linear)  # default skip=("lm_head",)
+    assert returned is model  # in place
+    assert _linear_names(model, nn.Linear) == ["lm_head"]
+    assert len(_linear_names(model, W8A16Linear)) == 4
+    assert isinstance(model.norm, nn.LayerNorm)
+
+
+@pytest.mark.parametrize(
+    ("skip", "kept"),
+    [((), []), (("dense",), ["encoder.0.dense", "encoder.1.dense"]),
+     (("encoder.1.query", "lm_head"), ["encoder.1.query", "lm_head"])],
+    ids=["nothing", "by-attribute-name", "by-full-name"],
+)  # fmt: skip
+def test_replace_linear_skip(skip, kept):
+    model = replace_linear(_Bert(), W8A16Linear, skip=skip)
+    assert _linear_names(model, nn.Linear) == kept
+
+
+def test_replace_linear_takes_any_layer_class():
+    class Doubled(nn.Module):
+        @classmethod
+        def from_linear(cls, linear: nn.Linear) -> "Doubled":
+            layer = cls()
+            layer.linear = linear
+            return layer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * self.linear(x)
+
+    model = replace_linear(nn.Sequential(nn.Linear(3, 3)), Doubled, skip=())
+    assert isinstance(model[0], Doubled)
+
+
+def test_quantized_model_is_smaller_by_the_expected_bytes():
+    model = nn.Sequential(nn.Linear(512, 256), nn.Linear(256, 128, bias=False))
+    assert model_size_bytes(model) == (512 * 256 + 256 + 256 * 128) * 4
+    replace_linear(model, W8A16Linear, skip=())
+    # int8 weights, one float32 scale per output channel, float32 bias
+    assert model_size_bytes(model) == 512 * 256 + 256 * 128 + (256 + 128) * 4 + 256 * 4
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: replace_linear(nn.Sequential(nn.Linear(2, 2)), nn.Linear), TypeError),
+        (lambda: replace_linear(nn.Linear(2, 2), W8A16Linear), TypeError),
+        (lambda: seconds_per_call(lambda: None, repeats=0), ValueError),
+    ],
+    ids=["class-without-from_linear", "model-is-a-linear", "zero-repeats"],
+)
+def test_bad_input(call, error):
+    with pytest.raises(error):
+        call()
+
+
+def test_seconds_per_call_is_the_fastest_of_the_repeats():
+    calls = []
+    seconds = seconds_per_call(lambda: calls.append(1), repeats=3)
+    assert len(calls) == 4  # one warm-up and three timed
+    assert 0 <= seconds < 0.1

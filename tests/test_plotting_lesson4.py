@@ -1,0 +1,58 @@
+"""Tests of Lesson 4's figures: what each one draws and what its title states."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from tutorlib.plotting import (
+    plot_clipping_sweep,
+    plot_sqnr_vs_bits,
+    plot_weight_histogram_with_grid,
+)
+from tutorlib.quantization import clipping_sweep, get_scale_and_zero_point
+
+
+def test_histogram_draws_one_line_per_grid_level():
+    weights = torch.tensor([-1.0, -0.1, 0.0, 0.0, 0.1, 0.2, 2.0])
+    scale, zero_point = get_scale_and_zero_point(weights, bits=2)  # s = 1, z = 1
+    fig = plot_weight_histogram_with_grid(weights, scale, zero_point, bits=2)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    levels = sorted(line.get_xdata()[0] for line in ax.get_lines())
+    assert levels == pytest.approx([-1.0, 0.0, 1.0, 2.0])  # s * (q - z) for q = 0..3
+    # 5 of the 7 weights round to level 0.0; 90% (6.3 weights) need 3 levels: 0, -1 and 2
+    assert ax.get_title() == "2-bit grid: 3 of its 4 levels hold 90% of the weights"
+    assert "weight value" in ax.get_xlabel()
+    assert ax.get_yscale() == "log"
+
+
+def test_sqnr_figure_draws_each_scheme_and_the_rule():
+    bits = [2, 4, 6, 8]
+    curves = {"per-tensor": [1.0, 10.0, 20.0, 30.0], "per-channel": [5.0, 17.0, 29.0, 41.0]}
+    fig = plot_sqnr_vs_bits(bits, curves)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"per-tensor", "per-channel", "6.02 dB per bit"}
+    assert list(lines["per-channel"].get_ydata()) == curves["per-channel"]
+    rule = lines["6.02 dB per bit"].get_ydata()
+    assert rule[-1] == 41.0  # through the last scheme's 8-bit point
+    assert rule[-1] - rule[0] == pytest.approx(6 * 20 * math.log10(2))
+    assert ax.get_title() == "per-channel: 6.00 dB per bit from 4 to 8 bits (rule: 6.02)"
+    assert ax.get_ylabel() == "SQNR (dB)"
+
+
+def test_clipping_figure_marks_the_best_threshold():
+    r = torch.randn(2048, generator=torch.Generator().manual_seed(0))
+    r[0] = 40.0  # one far outlier: clipping it pays at 4 bits
+    thresholds, sqnr_db = clipping_sweep(r, bits=4, n_thresholds=50)
+    fig = plot_clipping_sweep(thresholds, sqnr_db, bits=4)
+    ax = fig.axes[0]
+    best = next(line for line in ax.get_lines() if line.get_label() == "best threshold")
+    assert best.get_ydata()[0] == pytest.approx(sqnr_db.max().item())
+    assert best.get_xdata()[0] < 1.0
+    best_ratio = thresholds[sqnr_db.argmax()] / thresholds[-1]
+    assert ax.get_title().startswith(f"Clipping at {best_ratio:.0%} of max|w|")
+    assert np.isclose(ax.get_lines()[0].get_xdata()[-1], 1.0)
