@@ -14,6 +14,8 @@ from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObser
 
 from tutorlib.quantization import (
     SUPPORTED_BITS,
+    clipped_fake_quantize,
+    clipping_sweep,
     fake_quantize,
     get_scale_and_offset,
     get_scale_and_zero_point,
@@ -21,6 +23,7 @@ from tutorlib.quantization import (
     linear_dequantize,
     linear_quantize,
     offset_dequantize,
+    offset_fake_quantize,
     offset_quantize,
     pack_weights,
     quantization_error,
@@ -70,6 +73,13 @@ def test_notes_min_max_form_by_hand():
     # real 0 comes back a quarter step off: 64 * s - 1 = s / 4
     assert r_hat[1].item() == pytest.approx(4 / 255 / 4, rel=1e-4)
     assert r_hat[1].item() != 0.0
+
+
+def test_offset_fake_quantize_is_the_three_calls():
+    r = torch.tensor([-1.0, 0.0, 3.0])
+    scale, offset = get_scale_and_offset(r, bits=8)
+    expected = offset_dequantize(offset_quantize(r, scale, offset), scale, offset)
+    assert torch.equal(offset_fake_quantize(r, bits=8), expected)
 
 
 def test_notes_form_equals_affine_form_with_a_float_zero_point():
@@ -426,6 +436,27 @@ def test_sqnr_of_full_scale_uniform_data(bits):
     r = 2 * r - 1
     error = quantization_error(r, fake_quantize(r, bits=bits))
     assert error.sqnr_db == pytest.approx(20 * math.log10(2**bits - 1), abs=0.1)
+
+
+# ---------------------------------------------------------------- clipping
+
+
+def test_clipped_fake_quantize_by_hand():
+    # threshold 1.27 at 8 bits: s = 0.01; 3.0 is clipped to 127 * s = 1.27
+    r_hat = clipped_fake_quantize(torch.tensor([0.01, 0.5, 3.0]), 1.27, bits=8)
+    assert r_hat.tolist() == pytest.approx([0.01, 0.5, 1.27], rel=4 * EPS32)
+    with pytest.raises(ValueError, match="positive"):
+        clipped_fake_quantize(torch.ones(2), 0.0)
+
+
+def test_clipping_sweep_ends_at_no_clipping_and_finds_a_better_threshold():
+    r = torch.randn(4096, generator=torch.Generator().manual_seed(0))
+    r[0] = 50.0
+    thresholds, sqnr_db = clipping_sweep(r, bits=4, n_thresholds=50)
+    assert thresholds[-1].item() == 50.0  # the last threshold is max|r|: no clipping
+    no_clipping = quantization_error(r, fake_quantize(r, bits=4, symmetric=True)).sqnr_db
+    assert sqnr_db[-1].item() == pytest.approx(no_clipping, abs=1e-6)
+    assert sqnr_db.max() > sqnr_db[-1] + 2  # clipping the outlier pays at 4 bits
 
 
 # ---------------------------------------------------------------- packing

@@ -44,6 +44,7 @@ __all__ = [
     "offset_dequantize",
     "offset_fake_quantize",
     "quantization_error",
+    "clipped_fake_quantize",
     "clipping_sweep",
     "pack_weights",
     "unpack_weights",
@@ -402,6 +403,21 @@ def quantization_error(r: torch.Tensor, r_hat: torch.Tensor) -> QuantizationErro
     return QuantizationError(mse=mse, sqnr_db=sqnr_db)
 
 
+def clipped_fake_quantize(r: torch.Tensor, threshold: float, bits: int = 8) -> torch.Tensor:
+    """Symmetric per-tensor quantization with the range clipped at +-threshold, there and back.
+
+    s = threshold / q_max; linear_quantize's clamp does the clipping: every |r| > threshold
+    comes back as +-threshold. Example, 8 bits: r = [0.01, 0.5, 3.0], threshold 1.27:
+    s = 0.01, q = [1, 50, 127], r_hat = [0.01, 0.5, 1.27].
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold must be positive, got {threshold!r}")
+    q_max = integer_range(bits, symmetric=True)[1]
+    scale = torch.tensor(threshold / q_max, dtype=r.dtype)
+    q = linear_quantize(r, scale, 0, bits, symmetric=True)
+    return linear_dequantize(q, scale, 0)
+
+
 def clipping_sweep(
     r: torch.Tensor, bits: int = 8, n_thresholds: int = 100
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,19 +428,16 @@ def clipping_sweep(
     c = absmax rounds everything coarsely; the best c lies between when a few values are far
     out (Nagel et al., 2021, section 3.4 on range setting).
 
-    Example: for 4096 Gaussian values plus one at 50 sigma, the 4-bit SQNR rises from about
-    1 dB at c = absmax to about 15 dB near c = 3 sigma.
+    Example: 4096 standard normal values (seed 0) plus one value 50 at 4 bits: SQNR 2.1 dB at
+    c = absmax = 50, best 4.8 dB at c = 7; the clipped outlier's own error (43) then dominates.
     Returns (thresholds (n,), sqnr_db (n,)), both float64.
     """
     _check_real(r)
-    q_max = integer_range(bits, symmetric=True)[1]
     abs_max = r.abs().max().double()
     thresholds = abs_max * torch.arange(1, n_thresholds + 1, dtype=torch.float64) / n_thresholds
-    sqnr_db = []
-    for threshold in thresholds:
-        scale = (threshold / q_max).to(r.dtype)
-        r_hat = linear_dequantize(linear_quantize(r, scale, 0, bits, symmetric=True), scale, 0)
-        sqnr_db.append(quantization_error(r, r_hat).sqnr_db)
+    sqnr_db = [
+        quantization_error(r, clipped_fake_quantize(r, c.item(), bits)).sqnr_db for c in thresholds
+    ]
     return thresholds, torch.tensor(sqnr_db, dtype=torch.float64)
 
 
