@@ -78,6 +78,7 @@ def test_float_bits_reads_like_the_lesson():
 def test_float_bits_table_rows():
     table = float_bits_table(1 / 3, (torch.float16, torch.bfloat16))
     assert list(table.index) == ["float16", "bfloat16"]
+    assert list(table.columns) == ["sign", "exponent", "mantissa", "stored value", "decoded"]
     assert table.loc["bfloat16", "mantissa"] == "0101011"
     assert table.loc["float16", "decoded"] == "+2^(13 - 15) × (1 + 341/1024)"
     assert table.loc["float16", "stored value"] == "0.333251953125"
@@ -211,6 +212,13 @@ def test_non_numbers_raise_type_error(value):
 def test_unsupported_dtype_names_the_supported_ones(dtype):
     with pytest.raises(ValueError, match=r"torch\.bfloat16.*torch\.float8_e5m2"):
         float_bits(1.0, dtype)
+
+
+def test_spacing_rejects_non_numbers_and_integer_dtypes():
+    with pytest.raises(TypeError, match="real number"):
+        spacing("1.0", torch.float16)
+    with pytest.raises(ValueError, match="torch.float16"):
+        spacing(1.0, torch.int8)
 
 
 def test_dtype_given_as_string_raises_type_error():

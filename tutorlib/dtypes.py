@@ -136,8 +136,8 @@ def round_to_dtype(value: float, dtype: torch.dtype) -> float:
     Torch rounds to nearest, ties to even; out-of-range values become inf, except in
     float8_e4m3fn, which has no inf and saturates at +-448 (torch 2.13). Every value of these
     formats is exact in float64, so the returned float is the stored number exactly.
-    Note: torch converts float64 to 16- and 8-bit floats through float32, so a value within
-    2**-29 of a tie can round twice (1 + 2**-8 + 2**-30 -> 1.0 in bfloat16, not 1.0078125).
+    Note: torch converts float64 to 16- and 8-bit floats through float32, so a value just off
+    a halfway point can round twice (1 + 2**-8 + 2**-30 -> 1.0 in bfloat16, not 1.0078125).
     Example: round_to_dtype(1/3, torch.bfloat16) -> 0.333984375.
     """
     number = _check_real(value)
@@ -160,7 +160,7 @@ def decode_fields(sign: int, biased_exponent: int, mantissa: int, dtype: torch.d
         return sign_factor * math.inf if mantissa == 0 else math.nan
     if biased_exponent == top_exponent and mantissa == top_mantissa:
         return math.nan
-    fraction = mantissa / 2**mantissa_bits  # exact: a small integer over a power of two
+    fraction = mantissa / 2**mantissa_bits  # exact: an integer below 2**m over 2**m
     if biased_exponent == 0:
         return sign_factor * math.ldexp(fraction, 1 - bias)
     return sign_factor * math.ldexp(1 + fraction, biased_exponent - bias)
@@ -231,9 +231,9 @@ def float_bits(value: float, dtype: torch.dtype) -> FloatBits:
 def float_bits_table(value: float, dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES) -> pd.DataFrame:
     """``float_bits`` of one value in several dtypes: a row per dtype, a column per field.
 
-    Columns: sign, exponent and mantissa bits, the decoding formula, and the stored value.
-    Example: for 1/3 the bfloat16 row reads 0 | 01111101 | 0101011 |
-    +2^(125 - 127) × (1 + 43/128) | 0.333984375.
+    Columns: sign, exponent and mantissa bits, the stored value, and the decoding formula.
+    Example: for 1/3 the bfloat16 row reads 0 | 01111101 | 0101011 | 0.333984375 |
+    +2^(125 - 127) × (1 + 43/128).
     """
     rows = {}
     for dtype in dtypes:
@@ -242,8 +242,8 @@ def float_bits_table(value: float, dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPE
             "sign": bits.sign,
             "exponent": bits.exponent,
             "mantissa": bits.mantissa,
-            "decoded": bits.formula,
             "stored value": repr(bits.value),
+            "decoded": bits.formula,
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dtype")
 
@@ -257,6 +257,8 @@ def spacing(x: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     Example: spacing(300.0, torch.bfloat16) -> 2**(8 - 7) = 2.0: in [256, 512) bfloat16 counts
     in steps of 2.
     """
+    if not isinstance(x, torch.Tensor):
+        x = _check_real(x)
     _, mantissa_bits = exponent_and_mantissa_bits(dtype)
     lowest_power = 1 - exponent_bias(dtype)  # exponent of the smallest normal
     stored = torch.as_tensor(x, dtype=torch.float64).to(dtype).to(torch.float64).abs()
@@ -344,7 +346,8 @@ def int_facts_table(dtypes: tuple[torch.dtype, ...] = INT_DTYPES) -> pd.DataFram
 
 
 def overflow_underflow_table(
-    values: tuple[float, ...], dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES[1:]
+    values: tuple[float, ...],
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES[1:],  # float32 and the smaller types
 ) -> pd.DataFrame:
     """What each dtype stores for each value: a row per value, a column per dtype.
 
