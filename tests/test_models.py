@@ -11,12 +11,18 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from tutorlib.models import (
     MINILM_SHA256,
+    SimpleCNN,
     build_architecture,
+    chelsea_pixel_values,
     embed,
+    load_digits_split,
     load_minilm,
     load_pretrained,
     load_search_task,
+    load_simple_cnn,
     rank,
+    simple_cnn_record,
+    train_simple_cnn,
     untie_lm_head,
 )
 
@@ -251,3 +257,102 @@ def test_load_pretrained_offline_names_the_alternative(monkeypatch, tmp_path: Pa
 def test_load_pretrained_broken_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="build_architecture"):
         load_pretrained("mobilevit-small", source=tmp_path)
+
+
+# --- SimpleCNN on the digits ---
+
+
+def test_digits_split_by_hand() -> None:
+    split = load_digits_split()
+    assert split.train_images.shape == (1437, 1, 8, 8)
+    assert split.test_images.shape == (360, 1, 8, 8)
+    assert split.train_images.min() == 0.0 and split.train_images.max() == 1.0
+    # Stratified: every digit has 36 test images (+-1), as 1,797 images / 10 classes * 0.2.
+    counts = torch.bincount(split.test_labels, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+
+
+def test_digits_split_is_seeded() -> None:
+    first, again, other = load_digits_split(0), load_digits_split(0), load_digits_split(1)
+    assert torch.equal(first.test_labels, again.test_labels)
+    assert not torch.equal(first.test_labels, other.test_labels)
+    with pytest.raises(ValueError, match="test_fraction"):
+        load_digits_split(test_fraction=1.5)
+
+
+def test_simple_cnn_shapes() -> None:
+    model = SimpleCNN()
+    assert sum(p.numel() for p in model.parameters()) == 6_090
+    assert model(torch.zeros(5, 1, 8, 8)).shape == (5, 10)
+
+
+def _test_accuracy(model: SimpleCNN) -> float:
+    split = load_digits_split()
+    with torch.inference_mode():
+        predictions = model(split.test_images).argmax(dim=1)
+    return (predictions == split.test_labels).float().mean().item()
+
+
+@pytest.mark.slow
+def test_training_from_scratch_reaches_95_percent() -> None:
+    model = train_simple_cnn()
+    assert _test_accuracy(model) >= 0.95
+
+
+def test_shipped_weights_reproduce_their_recorded_accuracy() -> None:
+    record = simple_cnn_record()
+    model = load_simple_cnn()
+    correct = round(_test_accuracy(model) * record["test_size"])
+    assert correct == record["test_correct"]
+    assert record["test_accuracy"] >= 0.95
+
+
+def test_training_is_deterministic() -> None:
+    split = load_digits_split()
+    first = train_simple_cnn(split, epochs=1).state_dict()
+    again = train_simple_cnn(split, epochs=1).state_dict()
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    with pytest.raises(ValueError, match="positive"):
+        train_simple_cnn(split, epochs=0)
+
+
+def test_corrupted_weights_are_refused(monkeypatch, tmp_path: Path) -> None:
+    import tutorlib.models as models
+
+    broken = tmp_path / "simple_cnn.safetensors"
+    broken.write_bytes(b"not the weights")
+    real_data_file = models._data_file
+    monkeypatch.setattr(
+        models,
+        "_data_file",
+        lambda name: broken if name == "simple_cnn.safetensors" else real_data_file(name),
+    )
+    with pytest.raises(ValueError, match="SHA-256 mismatch.*train_simple_cnn"):
+        load_simple_cnn()
+
+
+# --- the cat photo ---
+
+
+def test_chelsea_is_preprocessed_like_mobilevit() -> None:
+    from skimage import data
+
+    pixels = chelsea_pixel_values()
+    assert pixels.shape == (1, 3, 256, 256) and pixels.dtype == torch.float32
+    assert 0.0 <= pixels.min() and pixels.max() <= 1.0
+    # Channels flipped to BGR: the photo's mean red (its brightest channel) comes last.
+    red_mean = data.chelsea()[..., 0].mean() / 255
+    assert abs(pixels[0, 2].mean().item() - red_mean) < 0.03
+
+
+def test_pytorch_init_keeps_untrained_mobilevit_logits_ordinary() -> None:
+    pixels = chelsea_pixel_values()
+    with torch.inference_mode():
+        transformers_init = build_architecture("mobilevit-small")(pixel_values=pixels).logits
+        pytorch_init = build_architecture("mobilevit-small", init="pytorch")(
+            pixel_values=pixels
+        ).logits
+    assert transformers_init.abs().max() < 1e-20  # BatchNorm scales ~ N(0, 0.02) shrink it
+    assert pytorch_init.std() > 1e-3
+    with pytest.raises(ValueError, match="transformers, pytorch"):
+        build_architecture("mobilevit-small", init="xavier")

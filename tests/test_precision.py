@@ -1,0 +1,183 @@
+"""Tests of tutorlib.precision: casting copies, logit comparisons, try_dtype, rankings."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tutorlib.models import SimpleCNN, load_digits_split, load_simple_cnn
+from tutorlib.precision import (
+    FLOAT_DTYPES,
+    accuracy,
+    cast_model,
+    check_dtype,
+    compare_logits,
+    compare_precisions,
+    compare_rankings,
+    logits_by_dtype,
+    median_seconds,
+    run_model,
+    try_dtype,
+)
+
+# Unit roundoff u = 2**-p: the largest relative error of one rounding to the dtype.
+UNIT_ROUNDOFF = {name: torch.finfo(dtype).eps / 2 for name, dtype in FLOAT_DTYPES.items()}
+
+
+@pytest.mark.parametrize(
+    ("given_dtype", "expected"),
+    [
+        ("bfloat16", torch.bfloat16),
+        ("torch.float16", torch.float16),
+        (torch.float32, torch.float32),
+    ],
+    ids=["name", "torch-prefixed-name", "dtype"],
+)
+def test_check_dtype(given_dtype, expected) -> None:
+    assert check_dtype(given_dtype) is expected
+
+
+@pytest.mark.parametrize("bad", [torch.int8, "fp8", torch.float64], ids=["int8", "fp8", "float64"])
+def test_unsupported_dtype_is_a_clear_error(bad) -> None:
+    with pytest.raises(ValueError, match="can be cast to float32, bfloat16, float16"):
+        check_dtype(bad)
+    with pytest.raises(ValueError, match="Unsupported dtype"):
+        try_dtype(nn.Linear(2, 2), torch.ones(1, 2), bad)
+
+
+def test_dtype_of_wrong_type() -> None:
+    with pytest.raises(TypeError, match="torch.dtype or its name"):
+        check_dtype(16)
+
+
+def test_cast_model_copies() -> None:
+    model = nn.Linear(3, 2)
+    before = model.weight.detach().clone()
+    cast = cast_model(model, "bfloat16")
+    assert cast.weight.dtype == torch.bfloat16
+    assert model.weight.dtype == torch.float32 and torch.equal(model.weight, before)
+
+
+def test_cast_model_keeps_integer_buffers() -> None:
+    cast = cast_model(nn.BatchNorm1d(4), torch.float16)
+    assert cast.num_batches_tracked.dtype == torch.int64
+    assert cast.running_mean.dtype == torch.float16
+
+
+def test_compare_logits_by_hand() -> None:
+    comparison = compare_logits(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 2.5]]))
+    assert comparison.mean_abs_diff == 0.25
+    assert comparison.max_abs_diff == 0.5
+    assert comparison.top1_agreement == 1.0
+    reference, other = (
+        torch.tensor([[1.0, 2.0], [0.0, 1.0]]),
+        torch.tensor([[3.0, 2.0], [0.0, 1.0]]),
+    )
+    flipped = compare_logits(reference, other)
+    assert flipped.top1_agreement == 0.5
+
+
+def test_compare_logits_shape_mismatch() -> None:
+    with pytest.raises(ValueError, match="shapes differ"):
+        compare_logits(torch.zeros(2, 3), torch.zeros(3, 2))
+
+
+def test_accuracy_by_hand() -> None:
+    assert accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
+    with pytest.raises(ValueError, match="labels"):
+        accuracy(torch.zeros(2, 2), torch.zeros(3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float16"])
+def test_linear_logits_within_rounding_bound(name: str) -> None:
+    # y = W x + b, n = 16 products plus the bias: 16 additions, 3 more roundings (x, W to the
+    # dtype, y back to it). Even if every step rounds in the dtype, Higham (2002, eq. 3.5) bounds
+    # |fl(y) - y| <= gamma_k (|W||x| + |b|), gamma_k = k u / (1 - k u), k = 16 + 3 < 20.
+    # Reference: the same layer in float64.
+    torch.manual_seed(0)
+    layer, x = nn.Linear(16, 4), torch.randn(8, 16)
+    u = UNIT_ROUNDOFF[name]
+    logits = run_model(cast_model(layer, name), x)
+    exact = run_model(layer.double(), x.double())
+    magnitude = x.double().abs() @ layer.weight.double().abs().T + layer.bias.double().abs()
+    gamma = 20 * u / (1 - 20 * u)
+    assert ((logits.double() - exact).abs() <= gamma * magnitude).all()
+
+
+def test_compare_precisions_on_the_shipped_cnn() -> None:
+    split = load_digits_split()
+    reports = compare_precisions(load_simple_cnn(), split.test_images, split.test_labels)
+    by_dtype = {report.dtype: report for report in reports}
+    assert [report.dtype for report in reports] == ["float32", "bfloat16", "float16"]
+    assert by_dtype["float32"].mean_abs_diff == 0.0 and by_dtype["float32"].top1_agreement == 1.0
+    assert by_dtype["float32"].size_bytes == 6_090 * 4
+    assert by_dtype["bfloat16"].size_bytes == by_dtype["float16"].size_bytes == 6_090 * 2
+    # FP16 keeps 3 more significand bits than BF16: its logits are closer to FP32.
+    assert by_dtype["float16"].mean_abs_diff < by_dtype["bfloat16"].mean_abs_diff
+    for report in reports:
+        assert report.accuracy >= 0.95
+        assert report.top1_agreement >= 0.99
+
+
+def test_logits_by_dtype_leaves_the_model_alone() -> None:
+    model = SimpleCNN()
+    logits = logits_by_dtype(model, torch.rand(2, 1, 8, 8))
+    assert list(logits) == ["float32", "bfloat16", "float16"]
+    assert all(value.dtype == torch.float32 for value in logits.values())
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_try_dtype_runs_fp16_on_this_torch() -> None:
+    # torch 2.1 raised '"addmm_impl_cpu_" not implemented for 'Half'' here; 2.13 runs it.
+    trial = try_dtype(SimpleCNN(), torch.rand(2, 1, 8, 8), torch.float16)
+    assert trial.ran and trial.error is None and trial.dtype == "float16"
+    assert trial.torch_version == torch.__version__
+
+
+class _EighModel(nn.Module):
+    """A model whose forward uses torch.linalg.eigh, which has no CPU kernel for bfloat16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.eigh(self.weight + x).eigenvalues
+
+
+def test_try_dtype_reports_the_exact_error() -> None:
+    trial = try_dtype(_EighModel(), torch.zeros(3, 3), "bfloat16")
+    assert not trial.ran
+    assert trial.error == "\"linalg_eigh_cpu\" not implemented for 'BFloat16'"
+
+
+def test_compare_rankings_by_hand() -> None:
+    result = compare_rankings(torch.tensor([[0, 1, 2]]), torch.tensor([[0, 2, 1]]), [0], k=1)
+    assert result.top1_accuracy == 1.0
+    assert (result.same_top1, result.same_top_k, result.same_full_ranking) == (1, 1, 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_queries=st.integers(1, 4), n_corpus=st.integers(2, 10), seed=st.integers(0, 1000))
+def test_compare_rankings_with_itself(n_queries: int, n_corpus: int, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    ranking = torch.stack([torch.randperm(n_corpus, generator=generator) for _ in range(n_queries)])
+    result = compare_rankings(ranking, ranking, ranking[:, 0].tolist(), k=n_corpus)
+    assert result.top1_accuracy == 1.0
+    assert result.same_top1 == result.same_top_k == result.same_full_ranking == n_queries
+
+
+def test_compare_rankings_bad_input() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        compare_rankings(torch.zeros(2, 3), torch.zeros(2, 4), [0, 0])
+    with pytest.raises(ValueError, match="k must lie"):
+        compare_rankings(torch.zeros(1, 3), torch.zeros(1, 3), [0], k=4)
+
+
+def test_median_seconds() -> None:
+    calls = []
+    seconds = median_seconds(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and seconds >= 0.0
+    with pytest.raises(ValueError, match="repeats"):
+        median_seconds(lambda: None, repeats=0)
