@@ -121,3 +121,112 @@ def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
 
 
 # --- W8A8Linear (Lesson 5) ---
+
+from tutorlib.quantization import integer_range  # noqa: E402
+
+# Integer range of the activations and weights of W8A8Linear: symmetric int8, [-127, 127].
+_INT8_MIN, _INT8_MAX = integer_range(8, symmetric=True)
+
+
+class W8A8Linear(nn.Module):
+    """Linear layer with int8 weights AND int8 activations: the matmul runs on integer units.
+
+    Weights: symmetric per output channel, as W8A16Linear, s_w[o] = max_i |W[o, i]| / 127.
+    Activations: symmetric per token (per row), computed on the fly at every call,
+        s_x[t] = max_i |x[t, i]| / 127,   x_q = clamp(round(x / s_x), -127, 127)
+    (dynamic quantization; a row of zeros gets s_x = torch.finfo(float32).eps, as in
+    `get_scale_and_zero_point`). Then one integer matmul and one rescale:
+        acc[t, o] = sum_i x_q[t, i] * W_q[o, i]      (int8 x int8 -> int32, exact)
+        y[t, o]   = s_x[t] * s_w[o] * acc[t, o] + b[o]
+    acc is exact because |acc| <= in_features * 127**2 < 2**31 for in_features <= 133,144.
+
+    The integer matmul is `torch._int_mm`. On CPU (torch 2.13) it takes any (m, k) @ (k, n)
+    with m, k, n >= 1 (and m = 0), so one token (batch 1) needs no padding; on CUDA it needs
+    m > 16 and k, n multiples of 8, which this CPU course does not handle. Inputs of any
+    leading shape (..., in_features) are flattened to rows (tokens, in_features); the
+    activation quantization runs in float32 whatever the input dtype, and the output has the
+    input's dtype. Non-finite activations (NaN or inf) raise ValueError: int8 has no NaN, and
+    a row containing inf would get an infinite scale and turn every other value of the row to 0.
+
+    Buffers: int8_weight_t (in_features, out_features) int8, the weight stored transposed and
+    contiguous, the (k, n) layout torch._int_mm takes (a transposed view of an
+    (out_features, 1) weight has strides (1, 1), and torch 2.13's CPU _int_mm returns garbage
+    for that layout, so the view is not used); scales (out_features, 1) float32;
+    bias (out_features,) float32 or None.
+
+    Example: x row [0.5, -1.27, 0.1] gets s_x = 0.01 and x_q = [50, -127, 10]; with a weight
+    row W_q = [127, 0, -127] and s_w = 0.02: acc = 6350 - 1270 = 5080, y = 0.01 * 0.02 * 5080
+    = 1.016 (in float: 0.5 * 2.54 - 0.1 * 2.54 = 1.016).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.register_buffer(
+            "int8_weight_t", torch.zeros(in_features, out_features, dtype=torch.int8)
+        )  # (in_features, out_features)
+        self.register_buffer("scales", torch.ones(out_features, 1))  # (out_features, 1)
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "W8A8Linear":
+        """Quantize an nn.Linear's weight (symmetric int8, per output channel) into a new layer."""
+        if linear.weight.device.type != "cpu":
+            raise ValueError("W8A8Linear runs torch._int_mm on CPU; move the model to the CPU")
+        weight = linear.weight.detach().float()  # (out_features, in_features)
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+        int8_weight = linear_quantize(weight, scale, zero_point, 8, symmetric=True)  # (out, in)
+        layer.int8_weight_t.copy_(int8_weight.t())  # (in_features, out_features), contiguous
+        layer.scales.copy_(scale)  # (out_features, 1)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach().float())
+        return layer
+
+    @staticmethod
+    def quantize_activations(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token symmetric int8: s_x = max|row| / 127, x_q = clamp(round(row / s_x), ...).
+
+        The same numbers as `get_scale_and_zero_point(rows, 8, symmetric=True, dim=0)` followed
+        by `linear_quantize(...)` (a test checks that they are identical), written for the hot
+        path: one absmax reduction instead of min and max, in-place rounding and clamping, and
+        a finiteness check on the (tokens, 1) scales instead of on every element.
+
+        Example: rows [[0.5, -1.27, 0.1]] -> x_q [[50, -127, 10]], s_x [[0.01]].
+        Returns (x_q int8 (tokens, features), s_x float32 (tokens, 1)).
+        """
+        rows = rows.float()  # float32 math: bf16's 8-bit significand could round 127 up to 128
+        abs_max = rows.abs().amax(dim=-1, keepdim=True)  # (tokens, 1)
+        if not torch.isfinite(abs_max).all():
+            raise ValueError(
+                "the activations contain NaN or inf, which int8 cannot represent; find where "
+                "they come from (e.g. an overflow in float16) or run this layer in float"
+            )
+        scale = torch.clamp(abs_max / _INT8_MAX, min=torch.finfo(torch.float32).eps)
+        x_q = torch.div(rows, scale).round_().clamp_(_INT8_MIN, _INT8_MAX).to(torch.int8)
+        return x_q, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():
+            raise TypeError(f"W8A8Linear expects float activations, got {x.dtype}")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"expected input of shape (..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        rows = x.reshape(-1, self.in_features)  # (tokens, in_features)
+        x_q, x_scale = self.quantize_activations(rows)  # int8 (tokens, in), float32 (tokens, 1)
+        acc = torch._int_mm(x_q, self.int8_weight_t)  # (tokens, out) int32, exact
+        y = (acc * x_scale).mul_(self.scales.t())  # s_x[t] * s_w[o] * acc[t, o]
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            "weights=int8, activations=int8 per token"
+        )
+
+
+__all__ += ["W8A8Linear"]

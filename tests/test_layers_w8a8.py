@@ -1,0 +1,262 @@
+"""Tests of W8A8Linear (Lesson 5): int8 weights, int8 per-token activations, torch._int_mm."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
+from tutorlib.quantization import get_scale_and_zero_point, linear_quantize
+
+EPS32 = torch.finfo(torch.float32).eps  # 2**-23, spacing of float32 just above 1
+
+
+def _linear(in_features: int, out_features: int, seed: int = 0, bias: bool = True) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(in_features, out_features, bias=bias)
+
+
+def _generic_quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Lesson 4 path: per-row (dim=0) symmetric int8 scale, then the one quantize formula."""
+    scale, zero_point = get_scale_and_zero_point(rows, bits=8, symmetric=True, dim=0)
+    return linear_quantize(rows, scale, zero_point, bits=8, symmetric=True), scale
+
+
+# ---------------------------------------------------------------- a case by hand
+
+
+def test_hand_computed_example() -> None:
+    # The docstring's example: x = [0.5, -1.27, 0.1] -> s_x = 1.27 / 127 = 0.01,
+    # x_q = [50, -127, 10]; W = [2.54, 0, -2.54] -> s_w = 0.02, W_q = [127, 0, -127];
+    # acc = 50 * 127 - 10 * 127 = 5080; y = 0.01 * 0.02 * 5080 = 1.016.
+    linear = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[2.54, 0.0, -2.54]]))
+    layer = W8A8Linear.from_linear(linear)
+    x = torch.tensor([[0.5, -1.27, 0.1]])
+    x_q, x_scale = W8A8Linear.quantize_activations(x)
+    assert x_q.tolist() == [[50, -127, 10]]
+    assert x_scale.item() == pytest.approx(0.01, rel=EPS32)
+    assert layer.int8_weight_t.tolist() == [[127], [0], [-127]]
+    assert layer.scales.item() == pytest.approx(0.02, rel=EPS32)
+    assert layer(x).item() == pytest.approx(1.016, rel=8 * EPS32)
+
+
+def test_int_mm_sums_exactly_at_the_extremes() -> None:
+    # Every product at +-127 * 127: the int32 sums reach 4096 * 16129 = 66,064,384 and must be
+    # exact, as the float64 sum of the same integers is (all are below 2**53).
+    k = 4096
+    a = torch.full((3, k), 127, dtype=torch.int8)
+    a[1] = -127
+    b = torch.full((k, 5), 127, dtype=torch.int8)
+    b[:, 2] = -127
+    acc = torch._int_mm(a, b)
+    reference = a.double() @ b.double()
+    assert acc.dtype == torch.int32
+    assert torch.equal(acc.double(), reference)
+    assert acc.abs().max().item() == k * 127 * 127
+
+
+# ---------------------------------------------------------------- agreement with references
+
+
+@pytest.mark.parametrize(
+    ("in_features", "out_features", "leading"),
+    [(384, 1536, (32, 22)), (1536, 384, (1, 18)), (7, 5, (3,)), (384, 384, ())],
+    ids=["ffn-up-batch32", "ffn-down-batch1", "odd-sizes", "one-vector"],
+)
+def test_matches_float64_reference_of_the_same_quantized_computation(
+    in_features: int, out_features: int, leading: tuple[int, ...]
+) -> None:
+    linear = _linear(in_features, out_features)
+    layer = W8A8Linear.from_linear(linear)
+    torch.manual_seed(1)
+    x = torch.randn(*leading, in_features)
+    rows = x.reshape(-1, in_features)
+    x_q, x_scale = _generic_quantize_rows(rows)  # Lesson 4's functions, not the layer's path
+    acc = x_q.double() @ layer.int8_weight_t.double()  # exact: integers below 2**53
+    y_ref = acc * x_scale.double() * layer.scales.double().t() + linear.bias.double()
+    y = layer(x).reshape(-1, out_features).double()
+    # The layer rounds three times in float32 (int32 -> float, two products, one sum):
+    # each step is within EPS32 / 2 relative, so 4 EPS32 of the terms' magnitudes bounds it.
+    magnitude = (acc * x_scale.double() * layer.scales.double().t()).abs() + linear.bias.abs()
+    assert torch.all((y - y_ref).abs() <= 4 * EPS32 * magnitude)
+    assert layer(x).shape == (*leading, out_features)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tokens=st.integers(0, 20),
+    features=st.integers(1, 64),
+    log_scale=st.floats(-6, 6),
+    zero_row=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fast_activation_quantizer_equals_the_generic_one(
+    tokens: int, features: int, log_scale: float, zero_row: bool, seed: int
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randn(tokens, features, generator=generator) * 10**log_scale
+    if zero_row and tokens > 0:
+        rows[0] = 0.0  # absmax 0: both paths floor the scale at eps and give q = 0
+    x_q, x_scale = W8A8Linear.quantize_activations(rows)
+    if tokens == 0:
+        assert x_q.shape == (0, features) and x_scale.shape == (0, 1)
+        return
+    q_ref, scale_ref = _generic_quantize_rows(rows)
+    assert torch.equal(x_scale, scale_ref)
+    assert torch.equal(x_q, q_ref)
+    assert x_q.dtype == torch.int8
+
+
+def test_weights_are_the_same_integers_as_w8a16() -> None:
+    linear = _linear(64, 32)
+    assert torch.equal(
+        W8A8Linear.from_linear(linear).int8_weight_t.t(),
+        W8A16Linear.from_linear(linear).int8_weight,
+    )
+
+
+# ---------------------------------------------------------------- error against the float layer
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    tokens=st.integers(1, 12),
+    in_features=st.integers(1, 96),
+    out_features=st.integers(1, 24),
+    seed=st.integers(0, 2**16),
+)
+def test_error_against_float_layer_is_within_the_rounding_bound(
+    tokens: int, in_features: int, out_features: int, seed: int
+) -> None:
+    # Rounding moves each activation by at most s_x[t] / 2 and each weight by at most s_w[o] / 2,
+    # so x.w - x_hat.w_hat = e_x.w + x_hat.e_w gives
+    #   |y - y_float| <= s_x[t] / 2 * ||W[o]||_1 + s_w[o] / 2 * ||x_hat[t]||_1
+    # (plus float32 rounding of the float layer, far below these terms).
+    linear = _linear(in_features, out_features, seed)
+    layer = W8A8Linear.from_linear(linear)
+    x = torch.randn(tokens, in_features, generator=torch.Generator().manual_seed(seed))
+    x_q, x_scale = W8A8Linear.quantize_activations(x)
+    x_hat = x_scale.double() * x_q.double()  # (tokens, in)
+    weight = linear.weight.double()  # (out, in)
+    bound = (
+        x_scale.double() / 2 * weight.abs().sum(dim=1)  # (tokens, out)
+        + layer.scales.double().t() / 2 * x_hat.abs().sum(dim=1, keepdim=True)
+    )
+    with torch.no_grad():
+        error = (layer(x).double() - linear(x).double()).abs()
+        slack = 8 * EPS32 * (x.double().abs() @ weight.abs().t() + linear.bias.double().abs())
+    assert torch.all(error <= bound + slack)
+
+
+# ---------------------------------------------------------------- shapes, dtypes, bad input
+
+
+def test_any_leading_shape_gives_the_rows_result() -> None:
+    layer = W8A8Linear.from_linear(_linear(16, 8))
+    x = torch.randn(2, 3, 4, 16)
+    y = layer(x)
+    assert y.shape == (2, 3, 4, 8)
+    assert torch.equal(y.reshape(-1, 8), layer(x.reshape(-1, 16)))  # per token: rows independent
+    assert torch.equal(layer(x[0, 0, 0]), y[0, 0, 0])  # a 1-d input is one token
+
+
+def test_one_token_and_no_tokens() -> None:
+    layer = W8A8Linear.from_linear(_linear(384, 1536))
+    one = torch.randn(1, 1, 384)
+    assert layer(one).shape == (1, 1, 1536)  # batch 1, one token: no padding needed on CPU
+    assert layer(torch.randn(0, 384)).shape == (0, 1536)
+
+
+def test_bfloat16_input_quantizes_in_float32_and_returns_bfloat16() -> None:
+    # In bf16, max|x| / (max|x| / 127) can come out as 127.5 and round to 128, past int8's 127;
+    # the layer quantizes in float32, so q stays in [-127, 127] and equals the float32 result.
+    layer = W8A8Linear.from_linear(_linear(64, 16))
+    x = torch.randn(20, 64, generator=torch.Generator().manual_seed(3)).bfloat16()
+    x_q, _ = W8A8Linear.quantize_activations(x)
+    assert x_q.abs().max().item() == 127
+    assert torch.equal(x_q, W8A8Linear.quantize_activations(x.float())[0])
+    y = layer(x)
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, layer(x.float()).bfloat16())
+
+
+def test_without_bias() -> None:
+    linear = _linear(8, 4, bias=False)
+    layer = W8A8Linear.from_linear(linear)
+    assert layer.bias is None
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), linear(x), atol=0.05)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=str)
+def test_non_finite_activations_raise(bad: float) -> None:
+    layer = W8A8Linear.from_linear(_linear(4, 2))
+    x = torch.ones(3, 4)
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        layer(x)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        (torch.ones(3, 5), ValueError, r"shape \(\.\.\., 4\)"),
+        (torch.tensor(1.0), ValueError, r"shape \(\.\.\., 4\)"),
+        (torch.ones(3, 4, dtype=torch.int32), TypeError, "float activations"),
+        (torch.ones(3, 4, dtype=torch.int8), TypeError, "float activations"),
+    ],
+    ids=["wrong-features", "scalar", "int32", "int8"],
+)
+def test_bad_input_raises_clear_errors(x: torch.Tensor, error: type, message: str) -> None:
+    layer = W8A8Linear.from_linear(_linear(4, 2))
+    with pytest.raises(error, match=message):
+        layer(x)
+
+
+def test_replace_linear_swaps_every_linear() -> None:
+    model = nn.Sequential(_linear(8, 16), nn.GELU(), _linear(16, 4, seed=1))
+    x = torch.randn(6, 8)
+    with torch.no_grad():
+        expected = model(x)
+    replace_linear(model, W8A8Linear)
+    assert [type(m).__name__ for m in model] == ["W8A8Linear", "GELU", "W8A8Linear"]
+    # int8 keeps about 2 significant digits: the outputs agree to a few percent of their scale
+    assert (model(x) - expected).abs().max().item() < 0.05 * expected.abs().max().item()
+    buffers = dict(model.named_buffers())
+    assert buffers["0.int8_weight_t"].dtype == torch.int8
+    assert buffers["0.int8_weight_t"].shape == (8, 16)
+    assert buffers["0.scales"].shape == (16, 1)
+
+
+def test_accumulator_bound_in_docstring() -> None:
+    # in_features * 127**2 < 2**31 holds up to 133,144 and fails just after.
+    assert 133_144 * 127**2 < 2**31 <= 133_145 * 127**2
+    assert math.floor((2**31 - 1) / 127**2) == 133_144
+
+
+@pytest.mark.parametrize(
+    ("in_features", "out_features"), [(1, 3), (3, 1), (1, 1)], ids=["k=1", "n=1", "k=n=1"]
+)
+def test_size_one_dimensions(in_features: int, out_features: int) -> None:
+    # A transposed view of an (out, 1) weight has strides (1, 1), a layout for which torch 2.13's
+    # CPU _int_mm returns uninitialised memory; the layer stores the weight transposed instead.
+    linear = _linear(in_features, out_features)
+    layer = W8A8Linear.from_linear(linear)
+    x = torch.randn(4, in_features, generator=torch.Generator().manual_seed(0))
+    x_q, x_scale = _generic_quantize_rows(x)
+    acc = x_q.double() @ layer.int8_weight_t.double()
+    y_ref = acc * x_scale.double() * layer.scales.double().t() + linear.bias.double()
+    assert torch.allclose(layer(x).double(), y_ref, rtol=4 * EPS32, atol=0)
+
+
+def test_non_contiguous_input_gives_the_contiguous_result() -> None:
+    layer = W8A8Linear.from_linear(_linear(16, 8))
+    x = torch.randn(16, 10).t()  # (10, 16) with strides (1, 10)
+    assert not x.is_contiguous()
+    assert torch.equal(layer(x), layer(x.contiguous()))
