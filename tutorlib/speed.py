@@ -1,0 +1,561 @@
+"""Lesson 5: measuring how fast a (quantized) model runs on this CPU, and why.
+
+Latency is the median of repeated runs after a warm-up, with the variants interleaved (each
+round runs every variant once, in a rotating order) so that a burst of load from other programs
+hits all of them alike; every ratio is taken within one such run. The limit is the machine's
+own matmul peak: a large `torch._int_mm` (int8) and `torch.mm` (fp32, bf16) give operations per
+second, and each variant's linear layers are timed with forward hooks and reported as a
+fraction of the int8 peak.
+
+Left out on purpose: GPUs, energy, memory bandwidth measurements, thread-count sweeps, and
+statistics beyond the median (the CPU is shared, so the spread says more about the neighbours
+than about the model).
+"""
+
+import contextlib
+import copy
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # only for type hints: importing transformers takes seconds
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "INT8_FLAGS",
+    "CpuInfo",
+    "parse_cpuinfo",
+    "cpu_info",
+    "time_interleaved",
+    "median_ms",
+    "ops_per_second",
+    "MatmulPeaks",
+    "measure_matmul_peaks",
+    "LinearProfile",
+    "is_linear_layer",
+    "profile_linear_layers",
+    "amdahl_speedup",
+    "VARIANTS",
+    "build_variants",
+    "BenchmarkRow",
+    "run_benchmark",
+    "Target",
+    "check_targets",
+    "format_table",
+    "write_json",
+]
+
+# /proc/cpuinfo flags of the x86 instructions that make int8 (and bf16) matmuls fast:
+# VNNI multiplies 8-bit integers and accumulates in 32 bits in one instruction (vpdpbusd);
+# AMX multiplies whole int8/bf16 tiles; avx512_bf16 has the bf16 dot product (vdpbf16ps).
+INT8_FLAGS: tuple[str, ...] = (
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+    "amx_bf16",
+    "amx_tile",
+    "avx512_bf16",
+)
+
+
+# ---------------------------------------------------------------- the machine
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU's name, its logical CPU count and which of INT8_FLAGS it reports."""
+
+    model_name: str
+    logical_cpus: int
+    flags: tuple[str, ...]  # the subset of INT8_FLAGS present, in INT8_FLAGS order
+
+    def has(self, flag: str) -> bool:
+        """True if the CPU reports `flag` (one of INT8_FLAGS)."""
+        if flag not in INT8_FLAGS:
+            raise ValueError(f"unknown flag {flag!r}; choose one of {INT8_FLAGS}")
+        return flag in self.flags
+
+    def describe(self) -> str:
+        """One line naming the machine, e.g. 'AMD EPYC, 2 logical CPUs, avx512_vnni, ...'."""
+        found = ", ".join(self.flags) if self.flags else f"none of {', '.join(INT8_FLAGS)}"
+        return f"{self.model_name}, {self.logical_cpus} logical CPUs, int8/bf16 units: {found}"
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    """Read the model name, the processor count and the INT8_FLAGS from /proc/cpuinfo text.
+
+    Example: a text with two 'processor' blocks, 'model name : AMD EPYC' and 'flags : ...
+    avx512_vnni avx512_bf16 ...' gives CpuInfo('AMD EPYC', 2, ('avx512_vnni', 'avx512_bf16')).
+    """
+    fields = [line.split(":", 1) for line in text.splitlines() if ":" in line]
+    pairs = [(key.strip(), value.strip()) for key, value in fields]
+    names = [value for key, value in pairs if key == "model name"]
+    flag_lines = [value.split() for key, value in pairs if key == "flags"]
+    present = set(flag_lines[0]) if flag_lines else set()
+    return CpuInfo(
+        model_name=names[0] if names else "unknown CPU",
+        logical_cpus=sum(key == "processor" for key, _ in pairs),
+        flags=tuple(flag for flag in INT8_FLAGS if flag in present),
+    )
+
+
+def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
+    """CpuInfo of this machine (Linux); 'unknown CPU' with no flags where the file is missing."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    return parse_cpuinfo(text)
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_interleaved(
+    runs: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 2,
+    desc: str = "timing",
+) -> dict[str, list[float]]:
+    """Seconds per call of each run, interleaved: round r calls every run once.
+
+    Every run is first called `warmup` times untimed (allocations, lazy initialisation,
+    caches). Then, for r in 0..repeats-1, the runs are called in the order rotated by r
+    (round 0: a, b, c; round 1: b, c, a; ...), so neither a slow start nor a neighbour's
+    burst of load favours one variant. Returns {name: [seconds, ...]} with `repeats` entries.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    if not runs:
+        raise ValueError("runs is empty: give at least one {name: callable}")
+    names = list(runs)
+    for name in names:
+        for _ in range(warmup):
+            runs[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in tqdm(range(repeats), desc=desc, leave=False):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            runs[name]()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def median_ms(seconds: Sequence[float]) -> float:
+    """Median of a list of durations, in milliseconds. Example: [0.003, 0.001, 0.002] -> 2.0."""
+    if len(seconds) == 0:
+        raise ValueError("no durations to take the median of")
+    return 1e3 * statistics.median(seconds)
+
+
+def ops_per_second(m: int, k: int, n: int, seconds: float) -> float:
+    """Throughput of an (m, k) @ (k, n) matmul: 2 * m * k * n operations (a multiply and an add
+    per term) divided by the time. Example: 1024**3 terms in 0.01 s -> 2.147e11 ops/s."""
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    return 2 * m * k * n / seconds
+
+
+@dataclass(frozen=True)
+class MatmulPeaks:
+    """Operations per second of a large square matmul in int8 (int32 sums), fp32 and bf16."""
+
+    size: int
+    int8_ops_per_s: float
+    fp32_ops_per_s: float
+    bf16_ops_per_s: float
+
+
+def measure_matmul_peaks(size: int = 2048, repeats: int = 7, seed: int = 0) -> MatmulPeaks:
+    """This machine's peaks: `torch._int_mm` and `torch.mm` on (size, size) @ (size, size).
+
+    The inputs are random (seeded); the second operand of _int_mm is a transposed view of a
+    contiguous matrix, the layout W8A8Linear uses for its weight. Median of `repeats`
+    interleaved calls after one warm-up each.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(2, size, size, generator=generator)
+    a_int8, b_int8 = torch.randint(
+        -127, 128, (2, size, size), generator=generator, dtype=torch.int8
+    )
+    a_bf16, b_bf16 = a.bfloat16(), b.bfloat16()
+    b_int8_t = b_int8.t()  # (size, size) view of a contiguous matrix, as in W8A8Linear
+    samples = time_interleaved(
+        {
+            "int8": lambda: torch._int_mm(a_int8, b_int8_t),
+            "fp32": lambda: torch.mm(a, b),
+            "bf16": lambda: torch.mm(a_bf16, b_bf16),
+        },
+        repeats=repeats,
+        warmup=1,
+        desc="matmul peaks",
+    )
+    peak = {
+        name: ops_per_second(size, size, size, statistics.median(s)) for name, s in samples.items()
+    }
+    return MatmulPeaks(size, peak["int8"], peak["fp32"], peak["bf16"])
+
+
+# ---------------------------------------------------------------- where the time goes
+
+
+def is_linear_layer(module: nn.Module) -> bool:
+    """True for a module that computes y = x W^T + b: anything with integer in_features and
+    out_features (nn.Linear, quanto's QLinear, torch.ao's dynamic Linear, W8A16/W8A8Linear)."""
+    in_features = getattr(module, "in_features", None)
+    out_features = getattr(module, "out_features", None)
+    return isinstance(in_features, int) and isinstance(out_features, int)
+
+
+@dataclass(frozen=True)
+class LinearProfile:
+    """Multiply-accumulates of one forward's linear layers and the time spent inside them."""
+
+    macs: int  # sum over linear layers of rows * in_features * out_features
+    linear_seconds: float  # median over calls of the time inside linear layers
+    total_seconds: float  # median over calls of the whole call
+
+    @property
+    def linear_fraction(self) -> float:
+        """Share of the time spent in linear layers, linear_seconds / total_seconds."""
+        return self.linear_seconds / self.total_seconds
+
+
+@contextlib.contextmanager
+def _linear_hooks(model: nn.Module, record: list[tuple[int, float]]) -> Iterator[None]:
+    """Append (MACs, seconds) of every linear-layer call to `record` while the block runs."""
+    starts: dict[int, float] = {}
+
+    def before(module: nn.Module, args: tuple) -> None:
+        starts[id(module)] = time.perf_counter()
+
+    def after(module: nn.Module, args: tuple, output: object) -> None:
+        seconds = time.perf_counter() - starts.pop(id(module))
+        rows = args[0].numel() // module.in_features  # tokens (any leading shape)
+        record.append((rows * module.in_features * module.out_features, seconds))
+
+    layers = [module for module in model.modules() if is_linear_layer(module)]
+    handles = [layer.register_forward_pre_hook(before) for layer in layers]
+    handles += [layer.register_forward_hook(after) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def profile_linear_layers(
+    model: nn.Module, run: Callable[[], object], repeats: int = 3
+) -> LinearProfile:
+    """Count the linear layers' MACs in one call of `run` and time them with forward hooks.
+
+    MACs = sum over linear-layer calls of rows * in_features * out_features, where rows is the
+    number of input vectors (batch x tokens). The time inside the linear layers (hook to hook)
+    and the whole call are medians over `repeats` calls. The hooks add a few microseconds per
+    layer, so `total_seconds` here is slightly above an unhooked latency.
+    """
+    per_call: list[tuple[int, float, float]] = []
+    for _ in range(repeats):
+        record: list[tuple[int, float]] = []
+        with _linear_hooks(model, record):
+            start = time.perf_counter()
+            run()
+            total = time.perf_counter() - start
+        per_call.append((sum(m for m, _ in record), sum(s for _, s in record), total))
+    macs = per_call[0][0]
+    linear = statistics.median(s for _, s, _ in per_call)
+    total = statistics.median(t for _, _, t in per_call)
+    return LinearProfile(macs=macs, linear_seconds=linear, total_seconds=total)
+
+
+def amdahl_speedup(parallel_fraction: float, speedup_of_fraction: float) -> float:
+    """Amdahl's law: speeding up a fraction f of the time by s speeds the whole up by
+    1 / ((1 - f) + f / s). Example: f = 0.8, s = 4 -> 1 / (0.2 + 0.2) = 2.5."""
+    if not 0 <= parallel_fraction <= 1 or speedup_of_fraction <= 0:
+        raise ValueError("need 0 <= fraction <= 1 and a positive speedup")
+    return 1 / ((1 - parallel_fraction) + parallel_fraction / speedup_of_fraction)
+
+
+# ---------------------------------------------------------------- the benchmark
+
+# The variants of the benchmark, in the order of its table and chart.
+VARIANTS: tuple[str, ...] = (
+    "FP32",
+    "BF16",
+    "quanto W8",
+    "quanto W8A8",
+    "torch.ao dynamic",
+    "tutorlib W8A16",
+    "tutorlib W8A8",
+)
+
+
+def build_variants(
+    model: nn.Module,
+    tokenizer: "PreTrainedTokenizerBase",
+    calibration_sentences: Sequence[str],
+    names: Sequence[str] = VARIANTS,
+) -> dict[str, nn.Module]:
+    """Copies of `model` in each variant of VARIANTS (the model itself is "FP32").
+
+    - BF16: every parameter cast to bfloat16.
+    - quanto W8: optimum-quanto int8 weights (quantize(weights=qint8); freeze).
+    - quanto W8A8: int8 weights and int8 activations with static per-tensor scales, recorded by
+      quanto's Calibration over `calibration_sentences` (batches of 32) before freeze.
+    - torch.ao dynamic: torch.ao.quantization.quantize_dynamic of every nn.Linear (int8
+      weights per tensor, activations quantized per tensor at run time).
+    - tutorlib W8A16 / W8A8: replace_linear with W8A16Linear / W8A8Linear.
+    """
+    from optimum.quanto import Calibration, freeze, qint8, quantize
+
+    from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
+
+    unknown = set(names) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    variants: dict[str, nn.Module] = {}
+    for name in names:
+        copied = model if name == "FP32" else copy.deepcopy(model)
+        if name == "BF16":
+            copied = copied.to(torch.bfloat16)
+        elif name == "quanto W8":
+            quantize(copied, weights=qint8)
+            freeze(copied)
+        elif name == "quanto W8A8":
+            quantize(copied, weights=qint8, activations=qint8)
+            with torch.inference_mode(), Calibration():
+                for start in range(0, len(calibration_sentences), 32):
+                    batch = calibration_sentences[start : start + 32]
+                    copied(**tokenizer(list(batch), padding=True, return_tensors="pt"))
+            freeze(copied)
+        elif name == "torch.ao dynamic":
+            with warnings.catch_warnings():
+                # torch 2.13 warns that torch.ao.quantization is deprecated in favour of torchao
+                # and that quantized tensor dtypes will go; it still runs, and it is the
+                # reference this lesson compares with.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                copied = torch.ao.quantization.quantize_dynamic(
+                    copied, {nn.Linear}, dtype=torch.qint8
+                )
+        elif name == "tutorlib W8A16":
+            replace_linear(copied, W8A16Linear)
+        elif name == "tutorlib W8A8":
+            replace_linear(copied, W8A8Linear)
+        variants[name] = copied.eval()
+    return variants
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """One variant at one batch size. Times are medians; ratios come from the same run."""
+
+    variant: str
+    batch_size: int
+    tokens: int  # vectors per forward: batch_size x padded sequence length
+    median_ms: float  # median latency of one forward of the batch
+    speedup: float  # baseline median / this median (> 1 is faster than the baseline)
+    size_bytes: int  # model_size_bytes of the variant
+    min_cosine: float  # smallest cosine, over every sentence, of its embedding to the baseline's
+    linear_ms: float  # median time inside the linear layers per forward (forward hooks)
+    linear_ops_per_s: float  # 2 * linear MACs / linear time
+    fraction_of_int8_peak: float  # linear_ops_per_s / the int8 matmul peak
+
+
+def _forward(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Callable[[], object]:
+    """A no-argument call of model(**batch) without autograd, for the timers."""
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(**batch)
+
+    return run
+
+
+def run_benchmark(
+    variants: Mapping[str, nn.Module],
+    tokenizer: "PreTrainedTokenizerBase",
+    sentences: Sequence[str],
+    int8_peak_ops_per_s: float,
+    batch_sizes: Sequence[int] = (1, 32),
+    repeats: int = 10,
+    warmup: int = 2,
+    baseline: str = "FP32",
+) -> list[BenchmarkRow]:
+    """Time every variant at every batch size and compare its embeddings with the baseline's.
+
+    A batch of size b is the first b sentences, tokenized once and padded to the longest; the
+    timed call is the model's forward on it (tokenizing and pooling are the same for every
+    variant, so they are left out). Latencies come from `time_interleaved`; the linear-layer
+    time from `profile_linear_layers`; min_cosine from `tutorlib.models.embed` over all
+    `sentences` (unit vectors, so the cosine is a dot product). Returns rows in the order
+    batch size, then variant.
+    """
+    from tutorlib.memory import model_size_bytes
+    from tutorlib.models import embed
+
+    if baseline not in variants:
+        raise ValueError(f"the baseline {baseline!r} is not among the variants {list(variants)}")
+    if any(b < 1 or b > len(sentences) for b in batch_sizes):
+        raise ValueError(f"batch sizes must lie in [1, {len(sentences)}], got {batch_sizes}")
+    reference = embed(variants[baseline], tokenizer, sentences)  # (n, hidden), unit rows
+    min_cosine = {
+        name: (embed(model, tokenizer, sentences) * reference).sum(dim=1).min().item()
+        for name, model in variants.items()
+    }
+    rows = []
+    for batch_size in batch_sizes:
+        batch = tokenizer(list(sentences[:batch_size]), padding=True, return_tensors="pt")
+        runs = {name: _forward(model, batch) for name, model in variants.items()}
+        samples = time_interleaved(runs, repeats, warmup, desc=f"batch {batch_size}")
+        medians = {name: median_ms(s) for name, s in samples.items()}
+        for name, model in variants.items():
+            profile = profile_linear_layers(model, runs[name])
+            linear_ops_per_s = 2 * profile.macs / profile.linear_seconds
+            row = BenchmarkRow(
+                variant=name,
+                batch_size=batch_size,
+                tokens=batch["input_ids"].numel(),
+                median_ms=medians[name],
+                speedup=medians[baseline] / medians[name],
+                size_bytes=model_size_bytes(model),
+                min_cosine=min_cosine[name],
+                linear_ms=1e3 * profile.linear_seconds,
+                linear_ops_per_s=linear_ops_per_s,
+                fraction_of_int8_peak=linear_ops_per_s / int8_peak_ops_per_s,
+            )
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- the targets and the report
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal of the lesson, the number measured for it, and whether it was met."""
+
+    goal: str
+    measured: float
+    required: float
+    met: bool
+
+
+def _row(rows: Sequence[BenchmarkRow], variant: str, batch_size: int) -> BenchmarkRow:
+    for row in rows:
+        if row.variant == variant and row.batch_size == batch_size:
+            return row
+    raise ValueError(f"no row for {variant!r} at batch size {batch_size}")
+
+
+def check_targets(
+    rows: Sequence[BenchmarkRow],
+    variant: str = "tutorlib W8A8",
+    large_batch: int = 32,
+    small_batch: int = 1,
+) -> list[Target]:
+    """The lesson's targets for `variant`, as ratios measured in the same run.
+
+    At the large batch: >= 4x faster than FP32; faster than BF16 (ratio > 1); at least as fast
+    as torch.ao dynamic (ratio >= 1). Every embedding's cosine to FP32 >= 0.995. At the small
+    batch: no slower than FP32 (ratio >= 1). A ratio "X over Y" is Y's latency / X's latency.
+    """
+    ours = _row(rows, variant, large_batch)
+    ours_small = _row(rows, variant, small_batch)
+
+    def over(other: str) -> float:
+        return _row(rows, other, large_batch).median_ms / ours.median_ms
+
+    checks = [
+        (f"batch {large_batch}: speedup over FP32", ours.speedup, 4.0),
+        (f"batch {large_batch}: speedup over BF16", over("BF16"), 1.0),
+        (f"batch {large_batch}: speedup over torch.ao dynamic", over("torch.ao dynamic"), 1.0),
+        ("min cosine of the embeddings to FP32", ours.min_cosine, 0.995),
+        (f"batch {small_batch}: speedup over FP32", ours_small.speedup, 1.0),
+    ]
+    # "faster than BF16" is strict, every other goal is "at least"
+    return [
+        Target(
+            goal,
+            measured,
+            required,
+            measured > required if "BF16" in goal else measured >= required,
+        )
+        for goal, measured, required in checks
+    ]
+
+
+# (header, BenchmarkRow field or derived value, width, decimals; None for text and integers)
+_COLUMNS: tuple[tuple[str, str, int, int | None], ...] = (
+    ("variant", "variant", 16, None),
+    ("batch", "batch_size", 5, None),
+    ("tokens", "tokens", 6, None),
+    ("ms", "median_ms", 8, 2),
+    ("x FP32", "speedup", 6, 2),
+    ("MB", "size_mb", 6, 1),
+    ("min cos", "min_cosine", 7, 4),
+    ("linear ms", "linear_ms", 9, 2),
+    ("% int8 peak", "peak_percent", 11, 1),
+)
+
+
+def format_table(rows: Sequence[BenchmarkRow]) -> str:
+    """A fixed-width text table of the rows, one line each, under a header line.
+
+    Sizes in MB (10**6 bytes), the fraction of the int8 peak in percent; the variant name is
+    left-aligned, numbers right-aligned with fixed decimals, so the same rows give the same text.
+    """
+    header = "  ".join(
+        title.ljust(width) if decimals is None and key == "variant" else title.rjust(width)
+        for title, key, width, decimals in _COLUMNS
+    )
+    lines = [header]
+    for row in rows:
+        values = asdict(row) | {
+            "size_mb": row.size_bytes / 1e6,
+            "peak_percent": 100 * row.fraction_of_int8_peak,
+        }
+        cells = []
+        for _, key, width, decimals in _COLUMNS:
+            value = values[key]
+            if isinstance(value, str):
+                cells.append(value.ljust(width))
+            elif decimals is None:
+                cells.append(f"{value:>{width}d}")
+            else:
+                cells.append(f"{value:>{width}.{decimals}f}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def write_json(
+    path: str | Path,
+    rows: Sequence[BenchmarkRow],
+    machine: CpuInfo,
+    peaks: MatmulPeaks,
+    settings: Mapping[str, object],
+) -> Path:
+    """Write the benchmark as JSON: {"machine", "peaks", "settings", "rows"}; returns the path.
+
+    Parent folders are created. Every value is a plain number, string or list, so the file
+    reads back with json.load into the same numbers.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "machine": asdict(machine),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "peaks": asdict(peaks),
+        "settings": dict(settings),
+        "rows": [asdict(row) for row in rows],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
