@@ -381,3 +381,32 @@ def test_growth_exponent_of_sqrt_and_linear_laws():
     assert growth_exponent(lengths, (1e-6 * n)[None].repeat(3, 1)) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         growth_exponent(lengths, torch.full((1, 4), math.inf))
+
+
+@pytest.mark.parametrize("shape", [(64, 384, 64), (8, 1536, 8)], ids=["384", "1536"])
+def test_bfloat16_linear_also_accumulates_in_float32(shape):
+    # Lesson 3's models run nn.Linear in bfloat16: each output is a dot product of length k.
+    m, k, n = shape
+    generator = torch.Generator().manual_seed(k)
+    a = torch.randn(m, k, generator=generator).to(torch.bfloat16)
+    w = torch.randn(n, k, generator=generator).to(torch.bfloat16)
+    by_torch = torch.nn.functional.linear(a, w).double()
+    rounded_once = (a.double() @ w.double().T).float().to(torch.bfloat16).double()
+    # A float32 accumulator can only tip a result lying near a midpoint: one bfloat16 step at
+    # most, and rarely. A bfloat16 accumulator would be off by many steps in most outputs.
+    steps = (by_torch - rounded_once).abs() / spacing_of(rounded_once, torch.bfloat16)
+    assert steps.max() <= 1
+    assert (steps > 0).float().mean() < 0.01
+
+
+def spacing_of(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Gap between |value| and the next larger number of ``dtype`` (values already in dtype)."""
+    following = torch.nextafter(values.abs().to(dtype), torch.tensor(math.inf, dtype=dtype))
+    return following.double() - values.abs()
+
+
+def test_error_curves_median_and_exponent():
+    curves = run_experiment([10, 100, 1000], dtypes=(torch.bfloat16,), draws=3)
+    key = ("bfloat16", "randn", "pairwise")
+    assert curves.median_at(key, 100) == curves.errors[key][:, 1].median().item()
+    assert curves.exponent(key, n_max=100) == growth_exponent([10, 100], curves.errors[key][:, :2])

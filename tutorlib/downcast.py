@@ -13,8 +13,9 @@ arithmetic (PyTorch on CPU cannot add float8 tensors; ``unit_roundoff`` still co
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = [
     "ACCUMULATE_MODES",
@@ -39,8 +40,8 @@ __all__ = [
 ACCUMULATE_MODES = ("native", "sequential", "pairwise")
 # The dtypes PyTorch can multiply and add on CPU among the ones the course compares.
 DOT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# "sequential" is a Python loop of one tensor addition per term (about 4 microseconds a step on
-# this course's CPU): 10**5 terms take under half a second; 10**6 would dominate the lesson.
+# "sequential" in bfloat16 is a Python loop of one tensor addition per term (4 to 10 microseconds
+# a step on this course's CPU): 10**5 terms take about a second; 10**6 would dominate the lesson.
 SEQUENTIAL_MAX_N = 10**5
 
 
@@ -126,12 +127,19 @@ def _check_dtype_and_mode(dtype: torch.dtype, accumulate: str) -> None:
 
 
 def _running_sums(products: torch.Tensor) -> torch.Tensor:
-    """Left-to-right partial sums of each row, rounded to the rows' dtype after every addition."""
+    """Left-to-right partial sums of each row, rounded to the rows' dtype after every addition.
+
+    NumPy's ``add.accumulate`` does exactly that in a C loop for float16 and float32 (each step
+    is one addition of two arrays of that dtype). NumPy has no bfloat16, so bfloat16 runs a
+    Python loop of one torch addition per term, for all rows at once.
+    """
+    if products.dtype != torch.bfloat16:
+        return torch.from_numpy(np.add.accumulate(products.numpy(), axis=-1))  # (rows, n)
     terms = products.T.contiguous()  # (n, rows): one row of terms per step
     sums = torch.empty_like(terms)  # (n, rows)
     total = torch.zeros_like(terms[0])  # (rows,)
     for k, term in enumerate(terms):
-        total = total + term  # one addition, rounded to the dtype
+        total = total + term  # one addition, rounded to bfloat16
         sums[k] = total
     return sums.T  # (rows, n)
 
@@ -141,7 +149,7 @@ def sequential_partial_sums(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype
 
     x and y are first rounded to ``dtype`` (``x.to(dtype)``), then each product and each
     addition is rounded to ``dtype``: the naive low-precision accumulator. Returns the n partial
-    sums in ``dtype``. Limited to n <= SEQUENTIAL_MAX_N (a Python loop over the terms).
+    sums in ``dtype``. Limited to n <= SEQUENTIAL_MAX_N (bfloat16 needs a Python loop).
     Example: x = [256, 0.75, 0.75], y = [1, 1, 1] in bfloat16 gives [256, 256, 256]: next to 256
     bfloat16 counts in steps of 2, so adding 0.75 rounds back to 256.
     """
@@ -149,7 +157,7 @@ def sequential_partial_sums(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype
     _check_dtype_and_mode(dtype, "sequential")
     if x.numel() > SEQUENTIAL_MAX_N:
         raise ValueError(
-            f"sequential accumulation is a Python loop, limited to {SEQUENTIAL_MAX_N} terms; "
+            f"sequential accumulation is limited to {SEQUENTIAL_MAX_N} terms (a Python loop); "
             f"got {x.numel()}. Use accumulate='pairwise' or 'native' for longer vectors."
         )
     products = x.to(dtype) * y.to(dtype)  # each product rounded to dtype
@@ -299,6 +307,15 @@ class ErrorCurves:
     errors: dict[tuple[str, str, str], torch.Tensor]
     condition: dict[str, torch.Tensor]
 
+    def median_at(self, key: tuple[str, str, str], n: int) -> float:
+        """Median over the draws of the relative error of curve ``key`` at length n."""
+        return self.errors[key][:, self.lengths[key].index(n)].median().item()
+
+    def exponent(self, key: tuple[str, str, str], n_max: int = SEQUENTIAL_MAX_N) -> float:
+        """``growth_exponent`` of curve ``key`` over its lengths n <= n_max."""
+        keep = [i for i, n in enumerate(self.lengths[key]) if n <= n_max]
+        return growth_exponent([self.lengths[key][i] for i in keep], self.errors[key][:, keep])
+
 
 _DISTRIBUTIONS = {"randn": torch.randn, "rand": torch.rand}
 
@@ -326,6 +343,13 @@ def _curves_for_dtype(
     values = running[:, [n - 1 for n in short]]
     curves["sequential"] = (short, _relative_error(values, exact[:, : len(short)]))
     return curves
+
+
+def _prefix_sums(values: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """Sums of values[:, :n] for every n in the increasing ``lengths``; each segment summed once."""
+    bounds = [0, *lengths]
+    segments = [values[:, start:stop].sum(-1) for start, stop in zip(bounds, lengths, strict=False)]
+    return torch.stack(segments, 1).cumsum(1)  # (rows, len(lengths))
 
 
 def _check_experiment_arguments(
@@ -366,10 +390,9 @@ def run_experiment(
     pairs = [_draw(name, draws, lengths[-1], seed + i) for i, name in enumerate(distributions)]
     x = torch.cat([pair[0] for pair in pairs])  # (len(distributions) * draws, n_max)
     y = torch.cat([pair[1] for pair in pairs])  # (len(distributions) * draws, n_max)
-    exact = torch.stack([(x[:, :n].double() * y[:, :n].double()).sum(-1) for n in lengths], 1)
-    absolute = torch.stack(
-        [(x[:, :n].double() * y[:, :n].double()).abs().sum(-1) for n in lengths], 1
-    )
+    products = x.double() * y.double()  # (rows, n_max), exact: float32 * float32 fits float64
+    exact = _prefix_sums(products, lengths)  # (rows, len(lengths))
+    absolute = _prefix_sums(products.abs(), lengths)  # (rows, len(lengths))
     condition = dict(zip(distributions, (absolute / exact.abs()).split(draws), strict=True))
     errors, curve_lengths = {}, {}
     for dtype in tqdm(dtypes, desc="dtypes"):
