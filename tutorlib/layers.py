@@ -8,6 +8,7 @@ weights, quantized convolutions and embeddings, and training through quantized w
 """
 
 import time
+import warnings
 from collections.abc import Callable, Iterable
 
 import torch
@@ -16,7 +17,14 @@ from torch import nn
 
 from tutorlib.quantization import get_scale_and_zero_point, linear_dequantize, linear_quantize
 
-__all__ = ["W8A16Linear", "replace_linear", "seconds_per_call"]
+with warnings.catch_warnings():
+    # optimum-quanto imports huggingface_hub, which imports tqdm.auto; in a Jupyter kernel
+    # without ipywidgets, tqdm.auto warns "IProgress not found" on stderr with its file path.
+    # Imported here, silenced, tqdm.auto is also cached for later imports (transformers).
+    warnings.simplefilter("ignore")
+    from optimum.quanto import freeze, qint8, quantize
+
+__all__ = ["W8A16Linear", "replace_linear", "quantize_with_quanto", "seconds_per_call"]
 
 
 class W8A16Linear(nn.Module):
@@ -101,6 +109,18 @@ def replace_linear(
     return model
 
 
+def quantize_with_quanto(model: nn.Module) -> nn.Module:
+    """optimum-quanto's int8 weights, the reference: quantize(model, weights=qint8); freeze(model).
+
+    Every nn.Linear (lm_head included) gets symmetric per-output-channel int8 weights with
+    scale absmax / 127, the same integers and scales as W8A16Linear; embeddings, norms and
+    biases stay float. In place; the model is also returned.
+    """
+    quantize(model, weights=qint8)  # marks the Linear layers for int8 weights
+    freeze(model)  # replaces each float weight by int8 data and float scales
+    return model
+
+
 def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
     """Fastest wall-clock time of `repeats` calls of fn(), after one untimed warm-up call.
 
@@ -125,7 +145,7 @@ def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
 from tutorlib.quantization import integer_range  # noqa: E402
 
 # Integer range of the activations and weights of W8A8Linear: symmetric int8, [-127, 127].
-_INT8_MIN, _INT8_MAX = integer_range(8, symmetric=True)
+_INT8_MAX = integer_range(8, symmetric=True)[1]
 
 
 class W8A8Linear(nn.Module):
@@ -190,8 +210,8 @@ class W8A8Linear(nn.Module):
 
         The same numbers as `get_scale_and_zero_point(rows, 8, symmetric=True, dim=0)` followed
         by `linear_quantize(...)` (a test checks that they are identical), written for the hot
-        path: one absmax reduction instead of min and max, in-place rounding and clamping, and
-        a finiteness check on the (tokens, 1) scales instead of on every element.
+        path: one absmax reduction instead of min and max, rounding in place, no clamp (see the
+        comment), and a finiteness check on the (tokens, 1) scales instead of every element.
 
         Example: rows [[0.5, -1.27, 0.1]] -> x_q [[50, -127, 10]], s_x [[0.01]].
         Returns (x_q int8 (tokens, features), s_x float32 (tokens, 1)).
@@ -204,7 +224,10 @@ class W8A8Linear(nn.Module):
                 "they come from (e.g. an overflow in float16) or run this layer in float"
             )
         scale = torch.clamp(abs_max / _INT8_MAX, min=torch.finfo(torch.float32).eps)
-        x_q = torch.div(rows, scale).round_().clamp_(_INT8_MIN, _INT8_MAX).to(torch.int8)
+        # clamp(., -127, 127) would change nothing: |row / s_x| <= max|row| / (max|row| / 127)
+        # = 127 up to two float32 roundings (127 * (1 + 2**-22) < 127.5, which rounds to 127),
+        # and a scale floored at eps only makes |row / s_x| smaller. A test checks q == generic.
+        x_q = torch.div(rows, scale).round_().to(torch.int8)  # (tokens, features)
         return x_q, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
