@@ -3,8 +3,13 @@
 import matplotlib.pyplot as plt
 import pytest
 
-from tutorlib.plotting import plot_accuracy_vs_speed, plot_int8_speedups, plot_time_breakdown
-from tutorlib.speed import BenchmarkRow
+from tutorlib.plotting import (
+    plot_accuracy_vs_speed,
+    plot_activation_sqnr,
+    plot_int8_speedups,
+    plot_time_breakdown,
+)
+from tutorlib.speed import ActivationStats, BenchmarkRow
 
 
 def _row(variant: str, batch_size: int, ms: float, linear_ms: float, cosine: float) -> BenchmarkRow:
@@ -78,3 +83,19 @@ def test_accuracy_vs_speed_marks_the_goal() -> None:
 def test_missing_batch_size_is_an_error() -> None:
     with pytest.raises(ValueError, match="batch size 8"):
         plot_time_breakdown(ROWS, batch_size=8)
+
+
+def test_activation_sqnr_lines_and_title() -> None:
+    stats = [
+        ActivationStats("0 query", 7.2, 2.6, 30.0, 33.8),
+        ActivationStats("0 output", 24.7, 3.5, 14.0, 26.5),
+    ]
+    fig = plot_activation_sqnr(stats)
+    ax = fig.axes[0]
+    per_tensor, per_token = ax.get_lines()
+    assert list(per_tensor.get_ydata()) == [30.0, 14.0]
+    assert list(per_token.get_ydata()) == [33.8, 26.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0 query", "0 output"]
+    assert ax.get_title() == "Per-token scales gain up to 12.5 dB (0 output)"
+    assert ax.get_ylabel() == "SQNR of the int8 input (dB)"
+    plt.close(fig)

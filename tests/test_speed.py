@@ -5,6 +5,7 @@ calls, MAC counts, ratios, formatting), not the clock.
 """
 
 import json
+import math
 import warnings
 
 import pytest
@@ -21,8 +22,10 @@ from tutorlib.speed import (
     BenchmarkRow,
     CpuInfo,
     MatmulPeaks,
+    activation_stats,
     amdahl_speedup,
     build_variants,
+    capture_linear_inputs,
     check_targets,
     format_table,
     is_linear_layer,
@@ -156,6 +159,38 @@ def test_profile_linear_layers_counts_macs_and_removes_its_hooks() -> None:
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
+# ---------------------------------------------------------------- activations: why per token
+
+
+def test_capture_linear_inputs_keeps_each_layers_rows() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(3, 5, 4)
+    inputs = capture_linear_inputs(model, lambda: model(x))
+    assert list(inputs) == ["0", "2"]
+    assert torch.equal(inputs["0"], x.reshape(15, 4))
+    assert torch.equal(inputs["2"], torch.relu(model[0](x)).detach().reshape(15, 8))
+    assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_activation_stats_by_hand() -> None:
+    # One outlier row sets the per-tensor scale s = 100 / 127 for both rows:
+    # row 0 [1.0, 0.25] -> q [1, 0] -> [0.7874, 0.0]. Per token, row 0 gets s = 1 / 127:
+    # 0.25 * 127 = 31.75 -> 32 -> 0.251969. Row 1 [100, 0] is exact either way.
+    rows = torch.tensor([[1.0, 0.25], [100.0, 0.0]])
+    stats = activation_stats("toy", rows)
+    signal = 1.0 + 0.25**2 + 100.0**2
+    tensor_noise = (1.0 - 100 / 127) ** 2 + 0.25**2
+    token_noise = (0.25 - 32 / 127) ** 2
+    assert stats.layer == "toy"
+    assert stats.abs_max == 100.0
+    assert stats.median_token_abs_max == 1.0  # torch's median of [1, 100] is the lower one
+    assert stats.sqnr_per_tensor_db == pytest.approx(
+        10 * math.log10(signal / tensor_noise), abs=1e-3
+    )
+    assert stats.sqnr_per_token_db == pytest.approx(10 * math.log10(signal / token_noise), abs=0.05)
+
+
 # ---------------------------------------------------------------- rows, targets, table, JSON
 
 
@@ -208,8 +243,7 @@ def test_format_table_is_fixed_width_and_rounded() -> None:
         "%", "int8", "peak",
     ]  # fmt: skip
     assert line == (
-        "tutorlib W8A8        32     704     25.00    4.00    58.7   0.9990      12.50"
-        "         25.0"
+        "tutorlib W8A8        32     704     25.00    4.00    58.7   0.9990      12.50         25.0"
     )
     assert len(header) == len(line)
 

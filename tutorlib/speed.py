@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the console bar: tqdm.auto would need ipywidgets in Jupyter
 
 if TYPE_CHECKING:  # only for type hints: importing transformers takes seconds
     from transformers import PreTrainedTokenizerBase
@@ -44,6 +44,9 @@ __all__ = [
     "is_linear_layer",
     "profile_linear_layers",
     "amdahl_speedup",
+    "capture_linear_inputs",
+    "ActivationStats",
+    "activation_stats",
     "VARIANTS",
     "build_variants",
     "BenchmarkRow",
@@ -281,6 +284,65 @@ def amdahl_speedup(parallel_fraction: float, speedup_of_fraction: float) -> floa
     if not 0 <= parallel_fraction <= 1 or speedup_of_fraction <= 0:
         raise ValueError("need 0 <= fraction <= 1 and a positive speedup")
     return 1 / ((1 - parallel_fraction) + parallel_fraction / speedup_of_fraction)
+
+
+# ---------------------------------------------------------------- activations: why per token
+
+
+def capture_linear_inputs(model: nn.Module, run: Callable[[], object]) -> dict[str, torch.Tensor]:
+    """The input of every linear layer during one call of `run`, as rows (vectors, features).
+
+    Forward pre-hooks copy each layer's first argument, reshaped to (-1, in_features); layers
+    that read the same tensor (a BERT block's query, key and value) are kept under each name.
+    The hooks are removed afterwards.
+    """
+    inputs: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_pre_hook(
+            lambda module, args, name=name: inputs.setdefault(
+                name, args[0].detach().reshape(-1, module.in_features).float().clone()
+            )
+        )
+        for name, module in model.named_modules()
+        if is_linear_layer(module)
+    ]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return inputs
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """How one linear layer's input quantizes to int8 with one scale, or one scale per token."""
+
+    layer: str
+    abs_max: float  # max |x| over the whole input
+    median_token_abs_max: float  # median over tokens of max |x[t]|
+    sqnr_per_tensor_db: float  # symmetric int8, one scale for the tensor
+    sqnr_per_token_db: float  # symmetric int8, one scale per row (what W8A8Linear does)
+
+
+def activation_stats(layer: str, rows: torch.Tensor) -> ActivationStats:
+    """Quantize rows (tokens, features) to symmetric int8 per tensor and per token; SQNR of each.
+
+    SQNR = 10 log10(sum x**2 / sum (x - x_hat)**2) from `tutorlib.quantization`. One outlier
+    token sets the per-tensor scale s = max|x| / 127 for every token; per token, each row gets
+    s_t = max|x[t]| / 127, a finer grid wherever that row is small.
+    """
+    from tutorlib.quantization import fake_quantize, quantization_error
+
+    per_tensor = fake_quantize(rows, bits=8, symmetric=True)
+    per_token = fake_quantize(rows, bits=8, symmetric=True, dim=0)  # dim 0 keeps a scale per row
+    return ActivationStats(
+        layer=layer,
+        abs_max=rows.abs().max().item(),
+        median_token_abs_max=rows.abs().amax(dim=1).median().item(),
+        sqnr_per_tensor_db=quantization_error(rows, per_tensor).sqnr_db,
+        sqnr_per_token_db=quantization_error(rows, per_token).sqnr_db,
+    )
 
 
 # ---------------------------------------------------------------- the benchmark
