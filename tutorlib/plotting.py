@@ -503,3 +503,4 @@ __all__ += [
     "plot_time_breakdown",
     "plot_accuracy_vs_speed",
     "plot_activation_sqnr",
+]
