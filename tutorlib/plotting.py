@@ -178,9 +178,9 @@ def _draw_bounds(ax, lengths: list[int], condition: torch.Tensor, dtype: torch.d
 
 
 def plot_error_vs_length(curves: ErrorCurves) -> Figure:
-    """Relative error of the downcast dot product versus n: rows = input distribution, columns =
-    dtype, one line per accumulation mode (median over draws, band = middle half), with the
-    deterministic and probabilistic bounds for the median condition number kappa.
+    """Relative error of the downcast dot product versus n: rows = dtype, columns = input
+    distribution, one line per accumulation mode (median over draws, band = middle half), with
+    the deterministic and probabilistic bounds for the median condition number kappa.
 
     Points where a result overflowed to inf (float16's range ends at 65504) are marked with x
     near the top of the panel, in the mode's colour, instead of being drawn as inf.
@@ -188,16 +188,16 @@ def plot_error_vs_length(curves: ErrorCurves) -> Figure:
     dtypes = list(dict.fromkeys(key[0] for key in curves.errors))
     distributions = list(dict.fromkeys(key[1] for key in curves.errors))
     fig, axes = plt.subplots(
-        len(distributions),
         len(dtypes),
-        figsize=(13, 8.5),
+        len(distributions),
+        figsize=(9.5, 3.3 * len(dtypes) + 2.3),
         dpi=100,
         sharex=True,
         sharey=True,
         squeeze=False,
     )
-    for row, distribution in enumerate(distributions):
-        for col, name in enumerate(dtypes):
+    for row, name in enumerate(dtypes):
+        for col, distribution in enumerate(distributions):
             ax = axes[row, col]
             dtype = getattr(torch, name)
             _draw_bounds(ax, curves.all_lengths, curves.condition[distribution], dtype)
@@ -210,8 +210,8 @@ def plot_error_vs_length(curves: ErrorCurves) -> Figure:
             ax.grid(True, which="major", alpha=0.3)
             ax.set_title(f"{name}, {_DISTRIBUTION_LABELS[distribution]}", fontsize=10)
             if col == 0:
-                ax.set_ylabel("relative error |fl(x·y) − x·y| / |x·y|")
-            if row == len(distributions) - 1:
+                ax.set_ylabel("relative error |fl(x·y) − x·y| / |x·y|", fontsize=9)
+            if row == len(dtypes) - 1:
                 ax.set_xlabel("vector length n (terms)")
     handles, labels = [], []
     for ax in axes.flat:  # one legend entry per label, from every panel
@@ -219,14 +219,16 @@ def plot_error_vs_length(curves: ErrorCurves) -> Figure:
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="lower center", ncols=4, fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncols=3, fontsize=9, frameon=False)
     fig.suptitle(
-        "PyTorch's float32 accumulator keeps float16 and bfloat16 errors near u at every n; "
-        "accumulating in the\nlow precision itself grows like √n for zero-mean terms, and like n "
-        "until it stalls for all-positive terms"
+        "PyTorch's float32 accumulator keeps float16 and bfloat16 errors near u at every n;\n"
+        "accumulating in the low precision itself grows like √n for zero-mean terms,\n"
+        "and like n until it stalls for all-positive terms",
+        fontsize=11,
     )
     # Fixed margins rather than tight_layout, which measures every label and costs seconds here.
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.88, wspace=0.06, hspace=0.18)
+    bottom, top = 1.1 / fig.get_figheight(), 1 - 1.15 / fig.get_figheight()  # from inches
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=bottom, top=top, wspace=0.05, hspace=0.2)
     return fig
 
 
