@@ -294,6 +294,12 @@ def test_pairwise_sum_of_a_power_of_two_and_an_odd_length():
     assert pairwise_sum(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])).item() == 15.0
     terms = torch.tensor([256.0, 0.75, 0.75, 0.75, 0.75], dtype=torch.bfloat16)
     assert pairwise_sum(terms).item() == 258.0
+    with pytest.raises(TypeError, match="floating-point"):
+        pairwise_sum(torch.arange(4))
+    with pytest.raises(ValueError, match="1-D"):
+        pairwise_sum(torch.ones(2, 2))
+    with pytest.raises(ValueError, match="non-empty"):
+        pairwise_sum(torch.ones(0))
 
 
 # --- bad input ---

@@ -183,8 +183,12 @@ def pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
     Example: [256, 0.75, 0.75, 0.75, 0.75] in bfloat16 -> (256 + 0.75) = 256, 0.75 + 0.75 = 1.5,
     0.75 + 0 = 0.75; then 256 + 1.5 = 257.5 -> 258 and 0.75; then 258 + 0.75 -> 258.
     """
-    if not isinstance(terms, torch.Tensor) or terms.dim() != 1 or terms.numel() == 0:
-        raise ValueError("pairwise_sum needs a non-empty 1-D tensor.")
+    if not isinstance(terms, torch.Tensor) or not terms.dtype.is_floating_point:
+        raise TypeError(f"pairwise_sum needs a floating-point torch.Tensor, got {terms!r}.")
+    if terms.dim() != 1 or terms.numel() == 0:
+        raise ValueError(
+            f"pairwise_sum needs a non-empty 1-D tensor, got shape {tuple(terms.shape)}."
+        )
     return _pairwise_sums(terms[None])[0]
 
 
