@@ -19,6 +19,7 @@ from tutorlib.dtypes import (
     float_bits_table,
     float_facts_table,
     has_infinities,
+    ieee_max,
     int_facts_table,
     overflow_underflow_table,
     round_to_dtype,
@@ -111,6 +112,11 @@ def test_textbook_extremes():
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=FLOAT_IDS)
 def test_only_e4m3fn_has_no_infinities(dtype):
     assert has_infinities(dtype) == (dtype != torch.float8_e4m3fn)
+
+
+def test_ieee_max_is_finfo_max_except_for_e4m3fn():
+    assert ieee_max(torch.float16) == torch.finfo(torch.float16).max == 65504
+    assert ieee_max(torch.float8_e4m3fn) == 240  # 1.875 * 2**7, but e4m3fn reaches 448
 
 
 def test_decode_special_fields():

@@ -24,6 +24,7 @@ __all__ = [
     "dtype_name",
     "exponent_and_mantissa_bits",
     "exponent_bias",
+    "ieee_max",
     "has_infinities",
     "smallest_subnormal",
     "round_to_dtype",
@@ -107,18 +108,26 @@ def exponent_bias(dtype: torch.dtype) -> int:
     return 1 - (math.frexp(info.smallest_normal)[1] - 1)
 
 
+def ieee_max(dtype: torch.dtype) -> float:
+    """The largest finite number the layout would have under IEEE 754 rules.
+
+    IEEE formats keep the all-ones exponent for inf and NaN, so the largest finite number has
+    exponent field 2**e - 2 and all mantissa bits set: (2 - 2**-m) * 2**(2**e - 2 - bias).
+    Example: 4 exponent and 3 mantissa bits (bias 7) give 1.875 * 2**7 = 240.
+    """
+    exponent, mantissa = exponent_and_mantissa_bits(dtype)
+    return (2 - 2.0**-mantissa) * 2.0 ** (2**exponent - 2 - exponent_bias(dtype))
+
+
 def has_infinities(dtype: torch.dtype) -> bool:
     """Whether the all-ones exponent is kept for inf/NaN (IEEE 754) or used for numbers.
 
-    In IEEE formats the largest finite number has exponent field 2**e - 2:
-    max = (2 - 2**-m) * 2**(2**e - 2 - bias). If ``finfo.max`` is larger, the format spends
-    the top exponent on numbers too and has no infinities.
-    Example: float8_e4m3fn would stop at 1.875 * 2**7 = 240 under IEEE rules, but its
-    ``finfo.max`` is 448 = 1.75 * 2**8: no infinities ("fn" = finite, NaN only).
+    If ``finfo.max`` is larger than ``ieee_max``, the format spends the top exponent on
+    numbers too and has no infinities.
+    Example: float8_e4m3fn would stop at 240 under IEEE rules, but its ``finfo.max`` is
+    448 = 1.75 * 2**8: no infinities ("fn" = finite, NaN only).
     """
-    exponent, mantissa = exponent_and_mantissa_bits(dtype)
-    ieee_max = (2 - 2.0**-mantissa) * 2.0 ** (2**exponent - 2 - exponent_bias(dtype))
-    return torch.finfo(dtype).max == ieee_max
+    return torch.finfo(dtype).max == ieee_max(dtype)
 
 
 def smallest_subnormal(dtype: torch.dtype) -> float:
