@@ -45,8 +45,8 @@ book: setup
 	@echo "The course is built: open $(CURDIR)/_build/html/index.html (or run: make serve)"
 
 test: setup
-	$(BIN)/ruff check tutorlib tests notebooks benchmarks
-	$(BIN)/ruff format --check tutorlib tests notebooks benchmarks
+	$(BIN)/ruff check tutorlib tests notebooks benchmarks book/_ext
+	$(BIN)/ruff format --check tutorlib tests notebooks benchmarks book/_ext
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
@@ -66,8 +66,8 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 format: setup
-	$(BIN)/ruff check --fix tutorlib tests notebooks benchmarks
-	$(BIN)/ruff format tutorlib tests notebooks benchmarks
+	$(BIN)/ruff check --fix tutorlib tests notebooks benchmarks book/_ext
+	$(BIN)/ruff format tutorlib tests notebooks benchmarks book/_ext
 
 clean:
 	rm -rf _build $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -48,7 +48,9 @@ class TestNotebook:
         for i, cell in enumerate(code_cells(load(path))):
             tags = cell.get("metadata", {}).get("tags", [])
             errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
-            assert not errors or "raises-exception" in tags, f"{path.name}: code cell {i} stores an error"
+            assert not errors or "raises-exception" in tags, (
+                f"{path.name}: code cell {i} stores an error"
+            )
 
     def test_no_widget_state(self, path):
         assert "widgets" not in load(path).get("metadata", {})
@@ -67,7 +69,9 @@ class TestNotebook:
         source = "".join(first["source"])
         assert first["cell_type"] == "markdown" and source.startswith("# "), path.name
         markdown = "\n".join(
-            "".join(cell["source"]) for cell in load(path)["cells"] if cell["cell_type"] == "markdown"
+            "".join(cell["source"])
+            for cell in load(path)["cells"]
+            if cell["cell_type"] == "markdown"
         )
         prose = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)  # code blocks hold comments
         titles = [line for line in prose.splitlines() if line.startswith("# ")]

@@ -162,7 +162,9 @@ def test_page_in_the_browser(page_file, server, browser):
     math_sources = page.locator("article .math").count()
     if math_sources:
         rendered = page.locator("article mjx-container").count()
-        assert rendered >= math_sources, f"{page_file}: {math_sources} formulas, {rendered} rendered"
+        assert rendered >= math_sources, (
+            f"{page_file}: {math_sources} formulas, {rendered} rendered"
+        )
     assert page.evaluate(BROKEN_IMAGES) == []
     errors = [e for e in console_errors if not any(a in e for a in CONSOLE_ALLOWLIST)]
     assert errors == []

@@ -18,7 +18,9 @@ def _is_thebe(asset: object) -> bool:
     return "thebe" in filename or "THEBE_JS_URL" in body
 
 
-def drop_thebe_assets(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+def drop_thebe_assets(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+) -> None:
     for key in ("script_files", "css_files"):
         if key in context:
             context[key] = [asset for asset in context[key] if not _is_thebe(asset)]
