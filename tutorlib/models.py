@@ -22,23 +22,28 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-import transformers
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
-from tqdm.auto import tqdm
-from transformers import (
-    AutoModel,
-    AutoTokenizer,
-    MobileViTConfig,
-    MobileViTForImageClassification,
-    MobileViTImageProcessorPil,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    T5Config,
-    T5ForConditionalGeneration,
-)
+from tqdm import TqdmWarning, tqdm
+
+with warnings.catch_warnings():
+    # transformers imports tqdm.auto, which in a notebook without ipywidgets warns on stderr
+    # (with a path of this machine); the course only uses tqdm's console bar.
+    warnings.simplefilter("ignore", TqdmWarning)
+    import transformers
+    from transformers import (
+        AutoModel,
+        AutoTokenizer,
+        MobileViTConfig,
+        MobileViTForImageClassification,
+        MobileViTImageProcessorPil,
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
 __all__ = [
     "MINILM_SHA256",

@@ -187,15 +187,8 @@ def plot_error_vs_length(curves: ErrorCurves) -> Figure:
     """
     dtypes = list(dict.fromkeys(key[0] for key in curves.errors))
     distributions = list(dict.fromkeys(key[1] for key in curves.errors))
-    fig, axes = plt.subplots(
-        len(dtypes),
-        len(distributions),
-        figsize=(9.5, 3.3 * len(dtypes) + 2.3),
-        dpi=100,
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-    )
+    fig = Figure(figsize=(9.5, 3.3 * len(dtypes) + 2.3), dpi=100)
+    axes = fig.subplots(len(dtypes), len(distributions), sharex=True, sharey=True, squeeze=False)
     for row, name in enumerate(dtypes):
         for col, distribution in enumerate(distributions):
             ax = axes[row, col]
@@ -242,7 +235,8 @@ def plot_running_sum(
     """
     k = np.arange(1, len(exact_sums) + 1)
     low = low_precision_sums.double().numpy()
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = Figure(figsize=(8, 4.5), dpi=100, layout="tight")
+    ax = fig.subplots()
     ax.plot(k, exact_sums.double().numpy(), color="black", label="exact (float64)")
     name = str(dtype).removeprefix("torch.")
     ax.plot(k, low, color=_MODE_STYLES["sequential"]["color"], label=f"sequential in {name}")
@@ -264,6 +258,76 @@ def plot_running_sum(
 
 
 __all__ += ["plot_error_vs_length", "plot_running_sum"]
+
+
+# --- Lesson 3: model precision ---
+
+# The notes' SimpleCNN, FP32 vs BF16 logits: mean ~0.00022, max ~0.00061 (seed notes, Lesson 3).
+_NOTES_LOGIT_DIFFS = {"notes' mean (BF16)": 0.00022, "notes' max (BF16)": 0.00061}
+_DIFF_FLOOR = 1e-9  # exactly equal logits are drawn at this floor on the log axis
+
+
+def plot_logit_differences(
+    differences: dict[str, torch.Tensor],
+    reference_lines: dict[str, float] | None = None,
+) -> Figure:
+    """Histogram of |logit - FP32 logit| on a log axis, one outline per labelled set of logits.
+
+    ``differences`` maps a label (e.g. "bfloat16, trained on digits") to absolute differences of
+    any shape; ``reference_lines`` (default: the notes' BF16 mean and max) are drawn as dashed
+    vertical lines. The title names the label with the largest and the smallest mean difference.
+    """
+    reference_lines = _NOTES_LOGIT_DIFFS if reference_lines is None else reference_lines
+    values = {label: diff.detach().double().flatten().clamp(min=_DIFF_FLOOR) for label, diff in
+              differences.items()}  # fmt: skip
+    low = min(v.min().item() for v in values.values())
+    high = max(v.max().item() for v in values.values())
+    bins = np.logspace(np.log10(low) - 0.1, np.log10(high) + 0.1, 40)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
+    for label, diff in values.items():
+        ax.hist(diff.numpy(), bins=bins, histtype="step", linewidth=1.8, label=label)
+    for (label, x), style in zip(reference_lines.items(), ["--", ":"] * 4, strict=False):
+        ax.axvline(x, color="black", linestyle=style, linewidth=1.2, label=f"{label} = {x:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("|logit difference to FP32| (logit units, log scale)")
+    ax.set_ylabel("number of logits")
+    means = {label: diff.mean().item() for label, diff in values.items()}
+    largest, smallest = max(means, key=means.get), min(means, key=means.get)
+    ax.set_title(
+        f"Largest logit changes: {largest} (mean {means[largest]:.1e}); "
+        f"smallest: {smallest} (mean {means[smallest]:.1e})",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)  # the notebook displays the returned figure; pyplot need not keep it
+    return fig
+
+
+def plot_embedding_cosines(cosines: dict[str, torch.Tensor]) -> Figure:
+    """One dot per sentence: 1 - cosine(embedding in a dtype, FP32 embedding), log axis.
+
+    ``cosines`` maps a dtype name to the (n_sentences,) cosine similarities to FP32. The title
+    gives the smallest cosine of each dtype.
+    """
+    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=100)
+    for row, (label, cosine) in enumerate(cosines.items()):
+        distance = (1.0 - cosine.detach().double()).clamp(min=_DIFF_FLOOR)  # (n_sentences,)
+        jitter = np.random.default_rng(row).uniform(-0.15, 0.15, size=len(distance))
+        ax.scatter(distance.numpy(), row + jitter, s=14, alpha=0.7, label=label)
+    ax.set_yticks(range(len(cosines)), list(cosines))
+    ax.set_xscale("log")
+    ax.set_xlabel("1 - cosine similarity to the FP32 embedding (dimensionless, log scale)")
+    worst = ", ".join(f"{label} {c.min().item():.5f}" for label, c in cosines.items())
+    ax.set_title(f"Every sentence embedding stays close to FP32: smallest cosine {worst}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+__all__ += ["plot_logit_differences", "plot_embedding_cosines"]
 
 
 # --- Lesson 4: linear quantization ---
