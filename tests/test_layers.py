@@ -4,10 +4,9 @@ import copy
 
 import pytest
 import torch
-from optimum.quanto import freeze, qint8, quantize
 from torch import nn
 
-from tutorlib.layers import W8A16Linear, replace_linear, seconds_per_call
+from tutorlib.layers import W8A16Linear, quantize_with_quanto, replace_linear, seconds_per_call
 from tutorlib.memory import model_size_bytes
 
 
@@ -67,9 +66,8 @@ def test_same_output_as_quanto_int8_weights():
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(96, 48), nn.GELU(), nn.Linear(48, 24))
     ours = replace_linear(copy.deepcopy(model), W8A16Linear, skip=())
-    theirs = copy.deepcopy(model)
-    quantize(theirs, weights=qint8)
-    freeze(theirs)
+    theirs = quantize_with_quanto(copy.deepcopy(model))
+    assert theirs[0].weight._data.dtype == torch.int8  # quanto's int8 weight tensor
     x = torch.randn(10, 96)
     with torch.no_grad():
         # same int8 integers and scales (see test_quantization); quanto multiplies in a
