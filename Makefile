@@ -2,6 +2,7 @@
 #   make book       build the website into _build/html
 #   make test       every check (unit tests, notebooks, site, browser, lint)
 #   make notebooks  re-execute the notebooks in place (NB=notebooks/02_*.ipynb for one)
+#   make nbval      re-run the notebooks and compare every stored output, as make test does
 #   make bench      the int8 inference benchmark of Lesson 5
 #   make serve      serve _build/html on http://127.0.0.1:8000
 #   make lab        JupyterLab in the course environment
@@ -25,9 +26,10 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TRANSFORMERS_VERBOSITY := error
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND := Agg
+# Not set on purpose: MPLBACKEND (it would override the kernel's inline backend, and figures
+# would be stored as text instead of images).
 
-.PHONY: setup book test notebooks bench serve lab lint format clean
+.PHONY: setup book test notebooks nbval bench serve lab lint format clean
 
 setup: $(STAMP)
 
@@ -55,6 +57,10 @@ test: setup
 notebooks: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NB)
+
+nbval: setup
+	$(BIN)/python -m pytest $(NB) --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/int8_inference.py

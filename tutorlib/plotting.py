@@ -235,7 +235,7 @@ def plot_running_sum(
     """
     k = np.arange(1, len(exact_sums) + 1)
     low = low_precision_sums.double().numpy()
-    fig = Figure(figsize=(8, 4.5), dpi=100, layout="tight")
+    fig = Figure(figsize=(8, 4.5), dpi=100)
     ax = fig.subplots()
     ax.plot(k, exact_sums.double().numpy(), color="black", label="exact (float64)")
     name = str(dtype).removeprefix("torch.")
