@@ -178,7 +178,9 @@ def test_capture_linear_inputs_keeps_each_layers_rows() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     x = torch.randn(3, 5, 4)
-    inputs = capture_linear_inputs(model, lambda: model(x))
+    outputs = []
+    inputs = capture_linear_inputs(model, lambda: outputs.append(model(x)))
+    assert torch.equal(outputs[0], model(x))  # the hooks only look: same output, same shape
     assert list(inputs) == ["0", "2"]
     assert torch.equal(inputs["0"], x.reshape(15, 4))
     assert torch.equal(inputs["2"], torch.relu(model[0](x)).detach().reshape(15, 8))

@@ -14,6 +14,7 @@ than about the model).
 
 import contextlib
 import copy
+import functools
 import json
 import statistics
 import time
@@ -298,12 +299,13 @@ def capture_linear_inputs(model: nn.Module, run: Callable[[], object]) -> dict[s
     The hooks are removed afterwards.
     """
     inputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, module: nn.Module, args: tuple) -> None:  # None: leave the input as is
+        if name not in inputs:
+            inputs[name] = args[0].detach().reshape(-1, module.in_features).float().clone()
+
     handles = [
-        module.register_forward_pre_hook(
-            lambda module, args, name=name: inputs.setdefault(
-                name, args[0].detach().reshape(-1, module.in_features).float().clone()
-            )
-        )
+        module.register_forward_pre_hook(functools.partial(keep, name))
         for name, module in model.named_modules()
         if is_linear_layer(module)
     ]
