@@ -16,6 +16,7 @@ from tutorlib.quantization import (
     SUPPORTED_BITS,
     clipped_fake_quantize,
     clipping_sweep,
+    compare_forms,
     fake_quantize,
     get_scale_and_offset,
     get_scale_and_zero_point,
@@ -436,6 +437,30 @@ def test_sqnr_of_full_scale_uniform_data(bits):
     r = 2 * r - 1
     error = quantization_error(r, fake_quantize(r, bits=bits))
     assert error.sqnr_db == pytest.approx(20 * math.log10(2**bits - 1), abs=0.1)
+
+
+# ---------------------------------------------------------------- the forms side by side
+
+
+def test_compare_forms_by_hand():
+    # s = 4 / 255 in the notes' form: 0 -> q = round(63.75) = 64 -> 64 s - 1 = s / 4
+    forms = compare_forms(torch.tensor([-1.0, 0.0, 3.0]), bits=8)
+    assert list(forms) == ["notes' min-max", "zero point", "symmetric"]
+    assert forms["notes' min-max"].zero_comes_back_as == pytest.approx(1 / 255, rel=1e-4)
+    assert forms["notes' min-max"].zeros_kept == 0.0
+    for name in ("zero point", "symmetric"):
+        assert forms[name].zero_comes_back_as == 0.0
+        assert forms[name].zeros_kept == 1.0
+    r = torch.tensor([-1.0, 0.0, 3.0])
+    expected = quantization_error(r, fake_quantize(r, bits=8)).sqnr_db
+    assert forms["zero point"].sqnr_db == expected
+
+
+def test_compare_forms_without_zeros():
+    forms = compare_forms(torch.tensor([1.0, 2.0]), bits=4)
+    assert all(
+        math.isnan(f.zeros_kept) and math.isnan(f.zero_comes_back_as) for f in forms.values()
+    )
 
 
 # ---------------------------------------------------------------- clipping

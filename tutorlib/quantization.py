@@ -34,6 +34,7 @@ import torch
 __all__ = [
     "SUPPORTED_BITS",
     "QuantizationError",
+    "FormResult",
     "integer_range",
     "get_scale_and_zero_point",
     "linear_quantize",
@@ -44,6 +45,7 @@ __all__ = [
     "offset_dequantize",
     "offset_fake_quantize",
     "quantization_error",
+    "compare_forms",
     "clipped_fake_quantize",
     "clipping_sweep",
     "pack_weights",
@@ -401,6 +403,38 @@ def quantization_error(r: torch.Tensor, r_hat: torch.Tensor) -> QuantizationErro
         else 10 * torch.log10(torch.tensor(signal_power / noise_power, dtype=torch.float64)).item()
     )
     return QuantizationError(mse=mse, sqnr_db=sqnr_db)
+
+
+@dataclass(frozen=True)
+class FormResult:
+    """What one form of the formula does to a tensor (see `compare_forms`)."""
+
+    sqnr_db: float  # 10 log10(sum r**2 / sum (r - r_hat)**2)
+    zero_comes_back_as: float  # r_hat where r == 0 (the same for every zero); nan if r has none
+    zeros_kept: float  # fraction of the exact zeros of r that come back as exactly 0; nan if none
+
+
+def compare_forms(r: torch.Tensor, bits: int = 8) -> dict[str, FormResult]:
+    """The three per-tensor forms side by side: the notes' min-max, zero point, symmetric.
+
+    Example: r = [-1.0, 0.0, 3.0] at 8 bits: the notes' form returns 0 as s / 4 = 0.0039
+    (zeros_kept 0.0); the zero-point and symmetric forms return it as exactly 0 (zeros_kept 1.0).
+    """
+    r_hats = {
+        "notes' min-max": offset_fake_quantize(r, bits),
+        "zero point": fake_quantize(r, bits),
+        "symmetric": fake_quantize(r, bits, symmetric=True),
+    }
+    zeros = r == 0
+    nan = float("nan")
+    return {
+        name: FormResult(
+            sqnr_db=quantization_error(r, r_hat).sqnr_db,
+            zero_comes_back_as=r_hat[zeros][0].item() if zeros.any() else nan,
+            zeros_kept=(r_hat[zeros] == 0).double().mean().item() if zeros.any() else nan,
+        )
+        for name, r_hat in r_hats.items()
+    }
 
 
 def clipped_fake_quantize(r: torch.Tensor, threshold: float, bits: int = 8) -> torch.Tensor:
