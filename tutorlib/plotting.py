@@ -420,7 +420,7 @@ def plot_clipping_sweep(thresholds: torch.Tensor, sqnr_db: torch.Tensor, bits: i
         f"Clipping at {ratio[best]:.0%} of max|w| raises the SQNR "
         f"from {values[-1]:.1f} to {values[best]:.1f} dB"
     )
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     return fig
 
