@@ -12,7 +12,7 @@ from tutorlib.plotting import plot_embedding_cosines, plot_logit_differences
 def differences() -> dict[str, torch.Tensor]:
     return {
         "bfloat16": torch.full((10,), 1e-2),
-        "float16": torch.tensor([1e-3] * 9 + [0.0]),  # one exact logit, drawn at the floor
+        "float16": torch.tensor([1e-3] * 9 + [0.0]),  # one logit exactly equal to FP32
     }
 
 
@@ -22,14 +22,17 @@ def test_logit_differences_figure(differences) -> None:
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert "logit difference to FP32" in ax.get_xlabel()
-    assert ax.get_ylabel() == "number of logits"
-    assert "bfloat16 (mean 1.0e-02)" in ax.get_title()
-    assert "float16 (mean 9.0e-04)" in ax.get_title()
-    # One outline per set; all ten bfloat16 differences fall in one bin: its peak is 10.
+    assert ax.get_ylabel() == "fraction of the logits"
+    assert "Largest mean change: bfloat16 (1.0e-02)" in ax.get_title()
+    assert "smallest: float16 (9.0e-04)" in ax.get_title()
+    # One outline per set; all ten bfloat16 differences fall in one bin: its peak is 1.
     assert len(ax.patches) == 2
-    assert ax.patches[0].get_path().vertices[:, 1].max() == 10
+    assert ax.patches[0].get_path().vertices[:, 1].max() == pytest.approx(1.0)
+    # The exact zero cannot sit on the log axis: the legend counts it.
     labels = ax.get_legend_handles_labels()[1]
+    assert "float16 (1 of 10 exactly 0)" in labels
     assert "notes' mean (BF16) = 0.00022" in labels and "notes' max (BF16) = 0.00061" in labels
+    assert ax.get_xlim()[0] > 1e-4  # the axis starts near the smallest non-zero difference
 
 
 def test_logit_differences_reference_lines(differences) -> None:
@@ -44,7 +47,7 @@ def test_embedding_cosines_figure() -> None:
     ax = fig.axes[0]
     assert [tick.get_text() for tick in ax.get_yticklabels()] == ["bfloat16", "float16"]
     assert ax.get_xscale() == "log"
-    assert "bfloat16 0.99990" in ax.get_title() and "float16 1.00000" in ax.get_title()
+    assert "bfloat16 0.999900" in ax.get_title() and "float16 1.000000" in ax.get_title()
     # One dot per sentence, x = 1 - cosine (the exact ones at the 1e-9 floor).
     offsets = [collection.get_offsets()[:, 0] for collection in ax.collections]
     np.testing.assert_allclose(sorted(offsets[0]), [5e-5, 1e-4], rtol=1e-3)

@@ -9,6 +9,7 @@ from torch import nn
 from tutorlib.models import SimpleCNN, load_digits_split, load_simple_cnn
 from tutorlib.precision import (
     FLOAT_DTYPES,
+    PrecisionReport,
     accuracy,
     cast_model,
     check_dtype,
@@ -17,6 +18,7 @@ from tutorlib.precision import (
     compare_rankings,
     logits_by_dtype,
     median_seconds,
+    report_table,
     run_model,
     try_dtype,
 )
@@ -181,3 +183,15 @@ def test_median_seconds() -> None:
     assert len(calls) == 5 and seconds >= 0.0
     with pytest.raises(ValueError, match="repeats"):
         median_seconds(lambda: None, repeats=0)
+
+
+def test_report_table_by_hand() -> None:
+    reports = [
+        PrecisionReport("float32", 24_360, 0.0, 0.0, 1.0, 0.98333),
+        PrecisionReport("bfloat16", 12_180, 0.018350, 0.092064, 0.99722, None),
+    ]
+    assert report_table(reports).splitlines() == [
+        "dtype          bytes  mean |diff|  max |diff|   agree  accuracy",
+        "float32       24,360     0.00e+00    0.00e+00  1.0000    0.9833",
+        "bfloat16      12,180     1.84e-02    9.21e-02  0.9972         -",
+    ]

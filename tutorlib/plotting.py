@@ -264,7 +264,7 @@ __all__ += ["plot_error_vs_length", "plot_running_sum"]
 
 # The notes' SimpleCNN, FP32 vs BF16 logits: mean ~0.00022, max ~0.00061 (seed notes, Lesson 3).
 _NOTES_LOGIT_DIFFS = {"notes' mean (BF16)": 0.00022, "notes' max (BF16)": 0.00061}
-_DIFF_FLOOR = 1e-9  # exactly equal logits are drawn at this floor on the log axis
+_DIFF_FLOOR = 1e-9  # an embedding equal to FP32's is drawn at this floor on the log axis
 
 
 def plot_logit_differences(
@@ -273,30 +273,34 @@ def plot_logit_differences(
 ) -> Figure:
     """Histogram of |logit - FP32 logit| on a log axis, one outline per labelled set of logits.
 
-    ``differences`` maps a label (e.g. "bfloat16, trained on digits") to absolute differences of
-    any shape; ``reference_lines`` (default: the notes' BF16 mean and max) are drawn as dashed
-    vertical lines. The title names the label with the largest and the smallest mean difference.
+    ``differences`` maps a label (e.g. "BF16, trained CNN") to absolute differences of any shape.
+    Each outline shows the fraction of that set's logits per bin, so sets of different sizes
+    compare; differences that are exactly 0 cannot sit on a log axis and are counted in the
+    legend instead. ``reference_lines`` (default: the notes' BF16 mean and max) are dashed
+    vertical lines. The title names the sets with the largest and smallest mean difference.
     """
     reference_lines = _NOTES_LOGIT_DIFFS if reference_lines is None else reference_lines
-    values = {label: diff.detach().double().flatten().clamp(min=_DIFF_FLOOR) for label, diff in
-              differences.items()}  # fmt: skip
-    low = min(v.min().item() for v in values.values())
-    high = max(v.max().item() for v in values.values())
+    values = {label: diff.detach().double().flatten() for label, diff in differences.items()}
+    positive = torch.cat([diff[diff > 0] for diff in values.values()])
+    low, high = positive.min().item(), positive.max().item()
     bins = np.logspace(np.log10(low) - 0.1, np.log10(high) + 0.1, 40)
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
     for label, diff in values.items():
-        ax.hist(diff.numpy(), bins=bins, histtype="step", linewidth=1.8, label=label)
+        exact = int((diff == 0).sum())
+        legend = label if exact == 0 else f"{label} ({exact} of {len(diff)} exactly 0)"
+        weights = np.full(len(diff), 1.0 / len(diff))  # each set sums to 1
+        ax.hist(diff.numpy(), bins=bins, weights=weights, histtype="step", linewidth=1.8,
+                label=legend)  # fmt: skip
     for (label, x), style in zip(reference_lines.items(), ["--", ":"] * 4, strict=False):
         ax.axvline(x, color="black", linestyle=style, linewidth=1.2, label=f"{label} = {x:g}")
     ax.set_xscale("log")
     ax.set_xlabel("|logit difference to FP32| (logit units, log scale)")
-    ax.set_ylabel("number of logits")
+    ax.set_ylabel("fraction of the logits")
     means = {label: diff.mean().item() for label, diff in values.items()}
     largest, smallest = max(means, key=means.get), min(means, key=means.get)
     ax.set_title(
-        f"Largest logit changes: {largest} (mean {means[largest]:.1e}); "
-        f"smallest: {smallest} (mean {means[smallest]:.1e})",
-        fontsize=10,
+        f"Largest mean change: {largest} ({means[largest]:.1e})\n"
+        f"smallest: {smallest} ({means[smallest]:.1e})"
     )
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(True, alpha=0.3)
@@ -319,7 +323,7 @@ def plot_embedding_cosines(cosines: dict[str, torch.Tensor]) -> Figure:
     ax.set_yticks(range(len(cosines)), list(cosines))
     ax.set_xscale("log")
     ax.set_xlabel("1 - cosine similarity to the FP32 embedding (dimensionless, log scale)")
-    worst = ", ".join(f"{label} {c.min().item():.5f}" for label, c in cosines.items())
+    worst = ", ".join(f"{label} {c.min().item():.6f}" for label, c in cosines.items())
     ax.set_title(f"Every sentence embedding stays close to FP32: smallest cosine {worst}")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
@@ -447,7 +451,8 @@ def plot_int8_speedups(rows: "list[BenchmarkRow]", machine: str) -> Figure:
     largest batch and the machine."""
     batch_sizes = sorted({row.batch_size for row in rows})
     variants = list(dict.fromkeys(row.variant for row in rows))
-    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
+    fig = Figure(figsize=(9, 4.2), dpi=100, layout="constrained")
+    ax = fig.subplots()
     width = 0.8 / len(batch_sizes)
     for i, batch_size in enumerate(batch_sizes):
         speedup = {row.variant: row.speedup for row in _rows_at(rows, batch_size)}
@@ -467,7 +472,6 @@ def plot_int8_speedups(rows: "list[BenchmarkRow]", machine: str) -> Figure:
     )
     ax.legend(frameon=False)
     ax.margins(y=0.12)
-    fig.tight_layout()
     return fig
 
 
@@ -479,7 +483,8 @@ def plot_time_breakdown(rows: "list[BenchmarkRow]", batch_size: int) -> Figure:
     names = [row.variant for row in selected]
     linear = np.array([min(row.linear_ms, row.median_ms) for row in selected])
     other = np.array([row.median_ms for row in selected]) - linear
-    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
+    fig = Figure(figsize=(9, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
     y = np.arange(len(selected))
     ax.barh(y, linear, color="#1f77b4", label="linear layers")
     ax.barh(y, other, left=linear, color="#ff7f0e", label="everything else")
@@ -495,7 +500,6 @@ def plot_time_breakdown(rows: "list[BenchmarkRow]", batch_size: int) -> Figure:
         fontsize=10,
     )
     ax.legend(frameon=False, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
@@ -507,7 +511,8 @@ def plot_accuracy_vs_speed(
     accuracy goal 1 - min_cosine as a dashed line. FP32 itself (1 - cosine ~ 0) is left out."""
     selected = [row for row in _rows_at(rows, batch_size) if row.variant != "FP32"]
     floor = 1e-7  # keeps a perfect cosine visible on the log axis
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
+    fig = Figure(figsize=(8, 4.2), dpi=100, layout="constrained")
+    ax = fig.subplots()
     for row in selected:
         error = max(1 - row.min_cosine, floor)
         ax.scatter(row.speedup, error, s=40)
@@ -536,14 +541,14 @@ def plot_accuracy_vs_speed(
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, loc="upper right")
     ax.margins(x=0.15)
-    fig.tight_layout()
     return fig
 
 
 def plot_activation_sqnr(stats: "list[ActivationStats]") -> Figure:
     """SQNR of each linear layer's int8 input with one scale per tensor and one per token, in
     layer order (dB, higher is better). The title gives the largest gain and where it is."""
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
     x = np.arange(len(stats))
     per_tensor = [item.sqnr_per_tensor_db for item in stats]
     per_token = [item.sqnr_per_token_db for item in stats]
@@ -560,7 +565,6 @@ def plot_activation_sqnr(stats: "list[ActivationStats]") -> Figure:
     )
     ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     return fig
 
 

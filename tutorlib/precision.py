@@ -30,6 +30,7 @@ __all__ = [
     "accuracy",
     "PrecisionReport",
     "compare_precisions",
+    "report_table",
     "DtypeTrial",
     "try_dtype",
     "RankingComparison",
@@ -197,6 +198,28 @@ def compare_precisions(
             )
         )
     return reports
+
+
+def report_table(reports: Sequence[PrecisionReport]) -> str:
+    """The reports as a fixed-width text table, rounded for display (and for exact comparison).
+
+    Columns: dtype, bytes, mean and max |logit difference| to FP32 (3 significant digits),
+    top-1 agreement and accuracy (4 decimals, "-" without labels). Example row:
+    "bfloat16      12,180     1.84e-02    9.21e-02  1.0000    0.9833".
+    Returns the lines joined by newlines.
+    """
+    header = (
+        f"{'dtype':<9}{'bytes':>11}{'mean |diff|':>13}{'max |diff|':>12}"
+        f"{'agree':>8}{'accuracy':>10}"
+    )
+    rows = [header]
+    for report in reports:
+        accuracy_text = "-" if report.accuracy is None else f"{report.accuracy:.4f}"
+        rows.append(
+            f"{report.dtype:<9}{report.size_bytes:>11,}{report.mean_abs_diff:>13.2e}"
+            f"{report.max_abs_diff:>12.2e}{report.top1_agreement:>8.4f}{accuracy_text:>10}"
+        )
+    return "\n".join(rows)
 
 
 @dataclass(frozen=True)
