@@ -22,6 +22,7 @@ def _row(variant: str, batch_size: int, ms: float, linear_ms: float, cosine: flo
         speedup=baseline / ms,
         size_bytes=1,
         min_cosine=cosine,
+        linear_fraction=linear_ms / ms,
         linear_ms=linear_ms,
         linear_ops_per_s=1e11,
         fraction_of_int8_peak=0.2,

@@ -217,6 +217,7 @@ def _row(variant: str, batch_size: int, ms: float, cosine: float = 0.999) -> Ben
         speedup=(100.0 if batch_size == 32 else 10.0) / ms,
         size_bytes=58_700_000,
         min_cosine=cosine,
+        linear_fraction=0.5,
         linear_ms=ms / 2,
         linear_ops_per_s=1e11,
         fraction_of_int8_peak=0.25,
@@ -323,6 +324,8 @@ def test_run_benchmark_on_a_tiny_model(tiny_bert_and_tokenizer) -> None:
     macs = fp32.linear_ops_per_s * fp32.linear_ms / 1e3 / 2
     assert macs == pytest.approx(fp32.tokens * 2 * (4 * 32 * 32 + 2 * 32 * 64) + 3 * 32 * 32)
     for row in rows:
+        assert 0 < row.linear_fraction <= 1
+        assert row.linear_ms == pytest.approx(row.linear_fraction * row.median_ms)
         assert 0 < row.min_cosine <= 1 + 1e-6
         assert row.fraction_of_int8_peak == pytest.approx(row.linear_ops_per_s / 1e12)
 
