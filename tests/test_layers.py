@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.layers import W8A16Linear, quantize_with_quanto, replace_linear, seconds_per_call
+from tutorlib.layers import W8A16Linear, quantize_with_quanto, replace_linear
 from tutorlib.memory import model_size_bytes
 
 
@@ -139,17 +139,9 @@ def test_quantized_model_is_smaller_by_the_expected_bytes():
     [
         (lambda: replace_linear(nn.Sequential(nn.Linear(2, 2)), nn.Linear), TypeError),
         (lambda: replace_linear(nn.Linear(2, 2), W8A16Linear), TypeError),
-        (lambda: seconds_per_call(lambda: None, repeats=0), ValueError),
     ],
-    ids=["class-without-from_linear", "model-is-a-linear", "zero-repeats"],
+    ids=["class-without-from_linear", "model-is-a-linear"],
 )
 def test_bad_input(call, error):
     with pytest.raises(error):
         call()
-
-
-def test_seconds_per_call_is_the_fastest_of_the_repeats():
-    calls = []
-    seconds = seconds_per_call(lambda: calls.append(1), repeats=3)
-    assert len(calls) == 4  # one warm-up and three timed
-    assert 0 <= seconds < 0.1

@@ -7,9 +7,8 @@ Left out on purpose: tensor-subclass dispatch (optimum-quanto's machinery), pack
 weights, quantized convolutions and embeddings, and training through quantized weights.
 """
 
-import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from optimum.quanto import freeze, qint8, quantize
 
-__all__ = ["W8A16Linear", "replace_linear", "quantize_with_quanto", "seconds_per_call"]
+__all__ = ["W8A16Linear", "replace_linear", "quantize_with_quanto"]
 
 
 class W8A16Linear(nn.Module):
@@ -119,25 +118,6 @@ def quantize_with_quanto(model: nn.Module) -> nn.Module:
     quantize(model, weights=qint8)  # marks the Linear layers for int8 weights
     freeze(model)  # replaces each float weight by int8 data and float scales
     return model
-
-
-def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Fastest wall-clock time of `repeats` calls of fn(), after one untimed warm-up call.
-
-    The minimum, not the mean: on a shared CPU other processes only ever add time, so the
-    fastest run is the best estimate of the code's own cost. Runs under torch.inference_mode.
-    Example: seconds_per_call(lambda: model(**batch)) -> 0.41 (seconds, machine-dependent).
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    times = []
-    with torch.inference_mode():
-        fn()  # warm-up: first-call allocations and kernel selection
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # --- W8A8Linear (Lesson 5) ---
