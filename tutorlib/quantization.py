@@ -23,6 +23,10 @@ Shapes of scale and zero point (they broadcast against r, or against r's grouped
 - per-group (``group_size=g`` along the last axis): r is viewed as (..., n // g, g) and the
   result has shape (..., n // g, 1); pass the same ``group_size`` to quantize and dequantize.
 
+Conventions: rounding is torch.round (halves to even); integers are uint8 (asymmetric) or int8
+(symmetric) at 8 bits and int32 at every other width (2 to 7, and 16); a zero range (an all-zero
+tensor) gets the scale floor 2**-23 (float32's eps, as torch.ao's observers) instead of 0 / 0.
+
 Left out on purpose: calibration of activation ranges over many batches (Lesson 5 quantizes
 activations per token on the fly), non-uniform grids, float8 formats, and stochastic rounding.
 """
