@@ -469,6 +469,21 @@ def train_simple_cnn(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}.")
     split = load_digits_split() if split is None else split
+    threads = torch.get_num_threads()
+    # One thread while training, restored afterwards: 8x8 images are too small to split across
+    # threads (on a shared CPU extra threads only wait), and the result does not depend on the
+    # machine's core count.
+    torch.set_num_threads(1)
+    try:
+        return _train(split, epochs, batch_size, learning_rate, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    split: DigitsSplit, epochs: int, batch_size: int, learning_rate: float, seed: int
+) -> SimpleCNN:
+    """The training loop of train_simple_cnn (seeded, Adam, cross-entropy, tqdm over epochs)."""
     n_train = len(split.train_labels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
