@@ -7,6 +7,7 @@ calls, MAC counts, ratios, formatting), not the clock.
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from tutorlib.speed import (
     check_targets,
     format_table,
     is_linear_layer,
+    keep_freed_memory,
     median_ms,
     ops_per_second,
     parse_cpuinfo,
@@ -71,6 +73,11 @@ def test_unknown_flag_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown flag"):
         parse_cpuinfo(CPUINFO).has("avx9000")
     assert len(set(INT8_FLAGS)) == len(INT8_FLAGS)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="glibc's mallopt is Linux-only")
+def test_keep_freed_memory_sets_glibc_thresholds() -> None:
+    assert keep_freed_memory() is True  # mallopt returns 1 for each accepted setting
 
 
 # ---------------------------------------------------------------- timing logic
