@@ -360,3 +360,18 @@ def test_pytorch_init_keeps_untrained_mobilevit_logits_ordinary() -> None:
     assert pytorch_init.std() > 1e-3
     with pytest.raises(ValueError, match="transformers, pytorch"):
         build_architecture("mobilevit-small", init="xavier")
+
+
+def test_load_pretrained_refuses_another_model_type(tmp_path: Path) -> None:
+    config = T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="holds a 't5' checkpoint.*'mobilevit' model"):
+        load_pretrained("mobilevit-small", source=tmp_path)
+
+
+def test_load_pretrained_corrupted_weights_is_one_clear_line(tmp_path: Path) -> None:
+    build_architecture("mobilevit-small").save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(RuntimeError, match=r"Cannot load .*\. Offline, build") as caught:
+        load_pretrained("mobilevit-small", source=tmp_path)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

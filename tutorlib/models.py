@@ -389,12 +389,22 @@ def load_pretrained(name: str, source: str | Path | None = None) -> nn.Module:
             f"Cannot load {str(source)!r}: the Hugging Face Hub is not reachable "
             f"(or HF_HUB_OFFLINE=1) and the checkpoint is not in the local cache. {offline_hint}"
         )
+    expected_type = _published_config(name)[1]["model_type"]
+    local_config = Path(source) / "config.json"
+    if is_local and local_config.is_file():
+        found_type = json.loads(local_config.read_text(encoding="utf-8")).get("model_type")
+        if found_type != expected_type:
+            raise ValueError(
+                f"{str(source)!r} holds a {found_type!r} checkpoint, but {name!r} is a "
+                f"{expected_type!r} model; pass the folder of a {name} checkpoint."
+            )
     try:
         with _quiet_transformers():
             model = model_class.from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise RuntimeError(f"Cannot load {str(source)!r}: {first_line} {offline_hint}") from None
+    except Exception as error:  # any loading failure: one clear line, not transformers' traceback
+        message = str(error).strip()
+        first_line = message.splitlines()[0].rstrip(".") if message else type(error).__name__
+        raise RuntimeError(f"Cannot load {str(source)!r}: {first_line}. {offline_hint}") from None
     return model.eval()
 
 
