@@ -31,6 +31,7 @@ from tutorlib.speed import (
     format_table,
     is_linear_layer,
     keep_freed_memory,
+    measure_matmul_peaks,
     median_ms,
     ops_per_second,
     parse_cpuinfo,
@@ -111,6 +112,12 @@ def test_median_ms_and_ops_per_second_by_hand() -> None:
         median_ms([])
     with pytest.raises(ValueError):
         ops_per_second(2, 2, 2, 0.0)
+
+
+def test_measure_matmul_peaks_returns_positive_rates_for_its_size() -> None:
+    peaks = measure_matmul_peaks(size=64, repeats=2)
+    assert peaks.size == 64
+    assert min(peaks.int8_ops_per_s, peaks.fp32_ops_per_s, peaks.bf16_ops_per_s) > 0
 
 
 @pytest.mark.parametrize(
