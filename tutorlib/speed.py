@@ -621,20 +621,22 @@ _COLUMNS: tuple[tuple[str, str, int, int | None], ...] = (
     ("variant", "variant", 16, None),
     ("batch", "batch_size", 5, None),
     ("tokens", "tokens", 6, None),
-    ("ms", "median_ms", 8, 2),
+    ("ms", "median_ms", 7, 2),
     ("x FP32", "speedup", 6, 2),
-    ("MB", "size_mb", 6, 1),
+    ("MB", "size_mb", 5, 1),
     ("min cos", "min_cosine", 7, 4),
-    ("linear ms", "linear_ms", 9, 2),
-    ("% int8 peak", "peak_percent", 11, 1),
+    ("lin ms", "linear_ms", 7, 2),
+    ("%peak", "peak_percent", 5, 1),
 )
 
 
 def format_table(rows: Sequence[BenchmarkRow]) -> str:
-    """A fixed-width text table of the rows, one line each, under a header line.
+    """A fixed-width text table of the rows, one line each, under a header line (80 columns).
 
-    Sizes in MB (10**6 bytes), the fraction of the int8 peak in percent; the variant name is
-    left-aligned, numbers right-aligned with fixed decimals, so the same rows give the same text.
+    ms: median latency; x FP32: speedup; MB: size in 10**6 bytes; min cos: minimum cosine to
+    the baseline; lin ms: the linear layers' part of the latency; %peak: their throughput as a
+    percentage of the int8 matmul peak. The variant name is left-aligned, numbers
+    right-aligned with fixed decimals, so the same rows give the same text.
     """
     header = "  ".join(
         title.ljust(width) if decimals is None and key == "variant" else title.rjust(width)
