@@ -513,11 +513,12 @@ def plot_accuracy_vs_speed(
     floor = 1e-7  # keeps a perfect cosine visible on the log axis
     fig = Figure(figsize=(8, 4.2), dpi=100, layout="constrained")
     ax = fig.subplots()
-    for row in selected:
+    for i, row in enumerate(selected):
         error = max(1 - row.min_cosine, floor)
         ax.scatter(row.speedup, error, s=40)
+        offset = (6, 4) if i % 2 == 0 else (6, -11)  # alternate above/below: neighbours overlap
         ax.annotate(
-            row.variant, (row.speedup, error), textcoords="offset points", xytext=(5, 4), fontsize=8
+            row.variant, (row.speedup, error), textcoords="offset points", xytext=offset, fontsize=8
         )
     ax.axhline(
         1 - min_cosine,
@@ -539,8 +540,8 @@ def plot_accuracy_vs_speed(
         else f"No variant meets cosine >= {min_cosine}"
     )
     ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False, loc="upper right")
-    ax.margins(x=0.15)
+    ax.legend(frameon=False, loc="lower right")
+    ax.margins(x=0.25)
     return fig
 
 
