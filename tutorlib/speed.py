@@ -205,7 +205,7 @@ class MatmulPeaks:
     bf16_ops_per_s: float
 
 
-def measure_matmul_peaks(size: int = 2048, repeats: int = 7, seed: int = 0) -> MatmulPeaks:
+def measure_matmul_peaks(size: int = 2048, repeats: int = 10, seed: int = 0) -> MatmulPeaks:
     """This machine's peaks: `torch._int_mm` and `torch.mm` on (size, size) @ (size, size).
 
     The inputs are random (seeded) and contiguous, the layout W8A8Linear gives _int_mm. A peak
