@@ -4,6 +4,7 @@ No assertion depends on how fast anything ran: the logic around the clock is tes
 calls, MAC counts, ratios, formatting), not the clock.
 """
 
+import copy
 import json
 import math
 import warnings
@@ -33,6 +34,7 @@ from tutorlib.speed import (
     keep_freed_memory,
     measure_matmul_peaks,
     median_ms,
+    min_cosines,
     ops_per_second,
     parse_cpuinfo,
     profile_linear_layers,
@@ -341,6 +343,15 @@ def test_run_benchmark_on_a_tiny_model(tiny_bert_and_tokenizer) -> None:
         assert row.linear_ms == pytest.approx(row.linear_fraction * row.median_ms)
         assert 0 < row.min_cosine <= 1 + 1e-6
         assert row.fraction_of_int8_peak == pytest.approx(row.linear_ops_per_s / 1e12)
+
+
+def test_min_cosines_of_the_model_to_itself_and_to_a_copy_in_bf16(tiny_bert_and_tokenizer) -> None:
+    model, tokenizer = tiny_bert_and_tokenizer
+    variants = {"FP32": model, "BF16": copy.deepcopy(model).to(torch.bfloat16)}
+    cosines = min_cosines(variants, tokenizer, ["One sentence.", "And another one here."])
+    assert cosines["FP32"] == pytest.approx(1.0, abs=1e-6)
+    # bf16 keeps 8 significant bits: the embeddings turn by a little, not by nothing
+    assert 0.99 < cosines["BF16"] < 1.0
 
 
 def test_run_benchmark_rejects_bad_arguments(tiny_bert_and_tokenizer) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "build_variants",
     "size_bytes",
     "BenchmarkRow",
+    "min_cosines",
     "run_benchmark",
     "Target",
     "check_targets",
@@ -386,6 +387,38 @@ VARIANTS: tuple[str, ...] = (
 )
 
 
+def _quanto_w8a8(
+    model: nn.Module, tokenizer: "PreTrainedTokenizerBase", sentences: Sequence[str]
+) -> nn.Module:
+    """optimum-quanto's int8 weights and static int8 activations, calibrated on `sentences`.
+
+    quantize(weights=qint8, activations=qint8) marks every Linear; inside Calibration() each
+    forward records the activations' range (one scale per tensor), in batches of 32; freeze
+    then stores the int8 weights. In place; the model is also returned.
+    """
+    from optimum.quanto import Calibration, freeze, qint8, quantize
+
+    quantize(model, weights=qint8, activations=qint8)
+    with torch.inference_mode(), Calibration():
+        for start in range(0, len(sentences), 32):
+            batch = tokenizer(
+                list(sentences[start : start + 32]), padding=True, return_tensors="pt"
+            )
+            model(**batch)
+    freeze(model)
+    return model
+
+
+def _torch_ao_dynamic(model: nn.Module) -> nn.Module:
+    """torch.ao's dynamic int8 quantization of every nn.Linear (a new model is returned)."""
+    with warnings.catch_warnings():
+        # torch 2.13 warns that torch.ao.quantization is deprecated in favour of torchao and that
+        # quantized tensor dtypes will go; it still runs, and it is the reference compared with.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
 def build_variants(
     model: nn.Module,
     tokenizer: "PreTrainedTokenizerBase",
@@ -402,44 +435,22 @@ def build_variants(
       weights per tensor, activations quantized per tensor at run time).
     - tutorlib W8A16 / W8A8: replace_linear with W8A16Linear / W8A8Linear.
     """
-    from optimum.quanto import Calibration, freeze, qint8, quantize
-
-    from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
+    from tutorlib.layers import W8A8Linear, W8A16Linear, quantize_with_quanto, replace_linear
 
     unknown = set(names) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
-    variants: dict[str, nn.Module] = {}
-    for name in names:
-        copied = model if name == "FP32" else copy.deepcopy(model)
-        if name == "BF16":
-            copied = copied.to(torch.bfloat16)
-        elif name == "quanto W8":
-            quantize(copied, weights=qint8)
-            freeze(copied)
-        elif name == "quanto W8A8":
-            quantize(copied, weights=qint8, activations=qint8)
-            with torch.inference_mode(), Calibration():
-                for start in range(0, len(calibration_sentences), 32):
-                    batch = calibration_sentences[start : start + 32]
-                    copied(**tokenizer(list(batch), padding=True, return_tensors="pt"))
-            freeze(copied)
-        elif name == "torch.ao dynamic":
-            with warnings.catch_warnings():
-                # torch 2.13 warns that torch.ao.quantization is deprecated in favour of torchao
-                # and that quantized tensor dtypes will go; it still runs, and it is the
-                # reference this lesson compares with.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                copied = torch.ao.quantization.quantize_dynamic(
-                    copied, {nn.Linear}, dtype=torch.qint8
-                )
-        elif name == "tutorlib W8A16":
-            replace_linear(copied, W8A16Linear)
-        elif name == "tutorlib W8A8":
-            replace_linear(copied, W8A8Linear)
-        variants[name] = copied.eval()
-    return variants
+    make = {
+        "FP32": lambda m: m,
+        "BF16": lambda m: m.to(torch.bfloat16),
+        "quanto W8": quantize_with_quanto,
+        "quanto W8A8": lambda m: _quanto_w8a8(m, tokenizer, calibration_sentences),
+        "torch.ao dynamic": _torch_ao_dynamic,
+        "tutorlib W8A16": lambda m: replace_linear(m, W8A16Linear),
+        "tutorlib W8A8": lambda m: replace_linear(m, W8A8Linear),
+    }
+    copies = {name: model if name == "FP32" else copy.deepcopy(model) for name in names}
+    return {name: make[name](copied).eval() for name, copied in copies.items()}
 
 
 def _packed_weight_bytes(module: nn.Module) -> int:
@@ -500,6 +511,60 @@ def _forward(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Callable[[]
     return run
 
 
+def min_cosines(
+    variants: Mapping[str, nn.Module],
+    tokenizer: "PreTrainedTokenizerBase",
+    sentences: Sequence[str],
+    baseline: str = "FP32",
+) -> dict[str, float]:
+    """For each variant, min over sentences of cos(embedding, baseline's embedding).
+
+    Embeddings come from `tutorlib.models.embed`, which L2-normalises them, so the cosine of
+    two embeddings is their dot product. Example: the baseline itself gets 1.0 (up to rounding).
+    """
+    from tutorlib.models import embed
+
+    reference = embed(variants[baseline], tokenizer, sentences)  # (n, hidden), unit rows
+    return {
+        name: (embed(model, tokenizer, sentences) * reference).sum(dim=1).min().item()
+        for name, model in variants.items()
+    }
+
+
+def _benchmark_row(
+    name: str,
+    batch_size: int,
+    batch: Mapping[str, torch.Tensor],
+    model: nn.Module,
+    medians: Mapping[str, float],
+    baseline: str,
+    min_cosine: float,
+    int8_peak_ops_per_s: float,
+) -> BenchmarkRow:
+    """One BenchmarkRow: the median from the interleaved run, the linear share from hooked calls.
+
+    The share comes from `profile_linear_layers` (linear time and total time of the same
+    calls); applied to the interleaved median, it splits that latency into the linear layers'
+    part and the rest. Throughput = 2 * MACs / that linear part.
+    """
+    profile = profile_linear_layers(model, _forward(model, batch))
+    linear_ms = profile.linear_fraction * medians[name]
+    linear_ops_per_s = 2 * profile.macs / (linear_ms / 1e3)
+    return BenchmarkRow(
+        variant=name,
+        batch_size=batch_size,
+        tokens=batch["input_ids"].numel(),
+        median_ms=medians[name],
+        speedup=medians[baseline] / medians[name],
+        size_bytes=size_bytes(model),
+        min_cosine=min_cosine,
+        linear_fraction=profile.linear_fraction,
+        linear_ms=linear_ms,
+        linear_ops_per_s=linear_ops_per_s,
+        fraction_of_int8_peak=linear_ops_per_s / int8_peak_ops_per_s,
+    )
+
+
 def run_benchmark(
     variants: Mapping[str, nn.Module],
     tokenizer: "PreTrainedTokenizerBase",
@@ -516,46 +581,32 @@ def run_benchmark(
     timed call is the model's forward on it (tokenizing and pooling are the same for every
     variant, so they are left out). Latencies come from `time_interleaved`; the share of time
     inside linear layers from `profile_linear_layers` (separate, hooked calls); min_cosine from
-    `tutorlib.models.embed` over all `sentences` (unit vectors, so the cosine is a dot product).
-    Returns rows in the order batch size, then variant.
+    `min_cosines` over all `sentences`. Returns rows in the order batch size, then variant.
     """
-    from tutorlib.models import embed
-
     if baseline not in variants:
         raise ValueError(f"the baseline {baseline!r} is not among the variants {list(variants)}")
     if any(b < 1 or b > len(sentences) for b in batch_sizes):
         raise ValueError(f"batch sizes must lie in [1, {len(sentences)}], got {batch_sizes}")
-    reference = embed(variants[baseline], tokenizer, sentences)  # (n, hidden), unit rows
-    min_cosine = {
-        name: (embed(model, tokenizer, sentences) * reference).sum(dim=1).min().item()
-        for name, model in variants.items()
-    }
+    cosines = min_cosines(variants, tokenizer, sentences, baseline)
     rows = []
     for batch_size in batch_sizes:
         batch = tokenizer(list(sentences[:batch_size]), padding=True, return_tensors="pt")
         runs = {name: _forward(model, batch) for name, model in variants.items()}
         samples = time_interleaved(runs, repeats, warmup, desc=f"batch {batch_size}")
         medians = {name: median_ms(s) for name, s in samples.items()}
-        for name, model in variants.items():
-            profile = profile_linear_layers(model, runs[name])
-            # the share comes from the hooked calls (linear and total time of the same calls);
-            # applied to the interleaved median, it splits that latency into two parts
-            linear_ms = profile.linear_fraction * medians[name]
-            linear_ops_per_s = 2 * profile.macs / (linear_ms / 1e3)
-            row = BenchmarkRow(
-                variant=name,
-                batch_size=batch_size,
-                tokens=batch["input_ids"].numel(),
-                median_ms=medians[name],
-                speedup=medians[baseline] / medians[name],
-                size_bytes=size_bytes(model),
-                min_cosine=min_cosine[name],
-                linear_fraction=profile.linear_fraction,
-                linear_ms=linear_ms,
-                linear_ops_per_s=linear_ops_per_s,
-                fraction_of_int8_peak=linear_ops_per_s / int8_peak_ops_per_s,
+        rows += [
+            _benchmark_row(
+                name,
+                batch_size,
+                batch,
+                model,
+                medians,
+                baseline,
+                cosines[name],
+                int8_peak_ops_per_s,
             )
-            rows.append(row)
+            for name, model in variants.items()
+        ]
     return rows
 
 
