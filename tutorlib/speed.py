@@ -134,10 +134,11 @@ def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2*
     with a fresh mmap or by growing the heap, and gives the memory back when it is freed; the
     next block of that size then page-faults on every 4 KiB page it touches. Operators that
     create several large temporaries per call (an int8 layer's int32 products, its rescaled
-    output) pay this many times per forward. Raising the mmap threshold (to 32 MiB) and the
-    trim threshold (to 1 GiB) keeps those pages mapped, as jemalloc or
-    tcmalloc would. Applies to the whole process and every variant alike. Returns False where
-    there is no glibc (macOS, musl), changing nothing.
+    output) pay this many times per forward. glibc raises its threshold by itself after large
+    blocks are freed, so the cost depends on the process's history; setting the mmap threshold
+    (to 32 MiB) and the trim threshold (to 1 GiB) keeps those pages mapped from the start, as
+    jemalloc or tcmalloc would. Applies to the whole process and every variant alike. Returns
+    False where there is no glibc (macOS, musl), changing nothing.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
