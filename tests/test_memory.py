@@ -1,5 +1,7 @@
 """Tests of tutorlib.memory: bytes of parameters and buffers, each storage once."""
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -115,3 +117,21 @@ def test_flan_t5_small_size() -> None:
 def test_not_a_module() -> None:
     with pytest.raises(TypeError, match="torch.nn.Module"):
         model_size_bytes(torch.zeros(3))
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_counts_torch_ao_packed_linear_weights(per_channel):
+    """torch.ao keeps a dynamic quantized Linear's weight in a packed object (no parameter, no
+    buffer): 12 int8 weights + scale and zero point (8 + 8 bytes per tensor, or 3 * (8 + 8) per
+    output channel) + 3 float32 biases."""
+    linear = nn.Sequential(nn.Linear(4, 3))
+    assert model_size_bytes(linear) == (12 + 3) * 4
+    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig if per_channel else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao announces its deprecation
+        dynamic = torch.ao.quantization.quantize_dynamic(
+            linear, {nn.Linear: qconfig} if qconfig else {nn.Linear}, dtype=torch.qint8
+        )
+    qparams = 3 * (8 + 8) if per_channel else 8 + 8
+    assert model_size_bytes(dynamic) == 12 + qparams + 3 * 4
+    assert size_breakdown(dynamic) == {"torch.ao packed linear": 12 + qparams + 3 * 4}

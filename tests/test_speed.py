@@ -39,7 +39,6 @@ from tutorlib.speed import (
     parse_cpuinfo,
     profile_linear_layers,
     run_benchmark,
-    size_bytes,
     time_interleaved,
     write_json,
 )
@@ -174,17 +173,6 @@ def test_profile_linear_layers_counts_macs_and_removes_its_hooks() -> None:
     assert 0 < profile.linear_seconds <= profile.total_seconds
     assert 0 < profile.linear_fraction <= 1
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-
-
-def test_size_bytes_counts_torch_ao_packed_weights() -> None:
-    torch.manual_seed(0)
-    linear = nn.Sequential(nn.Linear(4, 3))
-    assert size_bytes(linear) == model_size_bytes(linear) == (12 + 3) * 4
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation warnings
-        dynamic = torch.ao.quantization.quantize_dynamic(linear, {nn.Linear}, dtype=torch.qint8)
-    assert model_size_bytes(dynamic) == 0  # the packed weight is neither parameter nor buffer
-    assert size_bytes(dynamic) == 12 + 16 + 3 * 4  # int8 weights, scale and zero point, bias
 
 
 # ---------------------------------------------------------------- activations: why per token

@@ -4,6 +4,8 @@ A model's size is the bytes of every tensor it stores: parameters and buffers, e
 counted once (a weight tied to another is paid for once). Quantized tensors of optimum-quanto are
 wrapper subclasses whose `dtype` is the float one they stand for, so their size is the size of
 the tensors they wrap (`_data`, `_scale`, `_shift`), found through `__tensor_flatten__`.
+torch.ao's dynamic quantized Linear keeps its int8 weight and float bias in a packed C++ object,
+neither parameter nor buffer; those bytes are counted from the tensors it unpacks to.
 
 Leaves out: activations, optimizer state, the Python objects around the tensors, and memory held
 by the allocator but not by a tensor.
@@ -46,11 +48,34 @@ def _category(role: str, dtype: torch.dtype) -> str:
     return f"{role} ({dtype_name})"
 
 
+def _packed_linear_bytes(module: nn.Module) -> int:
+    """Bytes of a torch.ao quantized Linear's packed weight and bias: int8 data, the scale and
+    zero point (a float64 and an int64 per tensor, or one of each per channel) and the bias.
+
+    Example: quantize_dynamic on nn.Linear(4, 3): 12 int8 weights + 8 + 8 bytes of scale and
+    zero point + 3 float32 biases = 40 bytes.
+    """
+    weight, bias = module._weight_bias()
+    if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        qparams_bytes = 8 + 8  # q_scale() is a float64, q_zero_point() an int64
+    else:
+        scales, zero_points = weight.q_per_channel_scales(), weight.q_per_channel_zero_points()
+        qparams_bytes = scales.nbytes + zero_points.nbytes
+    bias_bytes = 0 if bias is None else bias.nbytes
+    return weight.int_repr().nbytes + qparams_bytes + bias_bytes
+
+
+def _is_packed_linear(module: nn.Module) -> bool:
+    """A torch.ao quantized Linear (not its inner _packed_params, which unpacks the same)."""
+    return hasattr(module, "in_features") and callable(getattr(module, "_weight_bias", None))
+
+
 def size_breakdown(model: nn.Module) -> dict[str, int]:
     """Bytes of a model split by what they are, each storage counted once.
 
     Keys name role and dtype: "float32 parameters", "int64 buffers", and for quantized weights
-    "int8 weights" and "scales (float32)". The values sum to `model_size_bytes(model)`.
+    "int8 weights" and "scales (float32)"; torch.ao's packed Linear weights (with their scales
+    and biases) under "torch.ao packed linear". The values sum to `model_size_bytes(model)`.
 
     Example: nn.Linear(4, 3) has a (3, 4) weight and a (3,) bias in float32:
     (12 + 3) * 4 bytes = {"float32 parameters": 60}.
@@ -70,11 +95,15 @@ def size_breakdown(model: nn.Module) -> dict[str, int]:
             seen_storages.add(storage.data_ptr())
             key = _category(leaf_role, leaf.dtype)
             sizes[key] = sizes.get(key, 0) + storage.nbytes()
+    packed = sum(_packed_linear_bytes(m) for m in model.modules() if _is_packed_linear(m))
+    if packed:
+        sizes["torch.ao packed linear"] = packed
     return sizes
 
 
 def model_size_bytes(model: nn.Module) -> int:
-    """Bytes of every parameter and buffer of a model, each storage counted once.
+    """Bytes of every parameter and buffer of a model, each storage counted once, with the
+    inner tensors of quantized weights (optimum-quanto's, torch.ao's packed ones).
 
     size = sum over distinct storages of (number of elements * bytes per element)
 

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from tqdm import tqdm  # the console bar: tqdm.auto would need ipywidgets in Jupyter
 
+from tutorlib.memory import model_size_bytes
+
 if TYPE_CHECKING:  # only for type hints: importing transformers takes seconds
     from transformers import PreTrainedTokenizerBase
 
@@ -52,7 +54,6 @@ __all__ = [
     "activation_stats",
     "VARIANTS",
     "build_variants",
-    "size_bytes",
     "BenchmarkRow",
     "min_cosines",
     "run_benchmark",
@@ -454,37 +455,6 @@ def build_variants(
     return {name: make[name](copied).eval() for name, copied in copies.items()}
 
 
-def _packed_weight_bytes(module: nn.Module) -> int:
-    """Bytes of a torch.ao quantized Linear's packed weight and bias: int8 data, the scale and
-    zero point (float64 and int64 per tensor, or one of each per channel) and the float bias."""
-    weight, bias = module._weight_bias()
-    if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        qparams_bytes = 8 + 8  # q_scale() is a double, q_zero_point() an int64
-    else:
-        scales, zero_points = weight.q_per_channel_scales(), weight.q_per_channel_zero_points()
-        qparams_bytes = scales.nbytes + zero_points.nbytes
-    bias_bytes = 0 if bias is None else bias.nbytes
-    return weight.int_repr().nbytes + qparams_bytes + bias_bytes
-
-
-def size_bytes(model: nn.Module) -> int:
-    """`model_size_bytes` (Lesson 3) plus what it cannot see: torch.ao's packed weights.
-
-    torch.ao's dynamic Linear keeps its int8 weight and its bias inside a packed C++ object,
-    neither a parameter nor a buffer, so `model_size_bytes` counts 0 bytes for them; this adds
-    them back (`_packed_weight_bytes`). Example: a quantize_dynamic'd nn.Linear(4, 3) is
-    12 int8 weights + 16 bytes of scale and zero point + 3 float32 biases = 40 bytes.
-    """
-    from tutorlib.memory import model_size_bytes
-
-    packed = sum(
-        _packed_weight_bytes(module)
-        for module in model.modules()
-        if is_linear_layer(module) and callable(getattr(module, "_weight_bias", None))
-    )  # the Linear only: its _packed_params submodule has a _weight_bias of the same tensors
-    return model_size_bytes(model) + packed
-
-
 @dataclass(frozen=True)
 class BenchmarkRow:
     """One variant at one batch size. Times are medians; ratios come from the same run."""
@@ -494,7 +464,7 @@ class BenchmarkRow:
     tokens: int  # vectors per forward: batch_size x padded sequence length
     median_ms: float  # median latency of one forward of the batch
     speedup: float  # baseline median / this median (> 1 is faster than the baseline)
-    size_bytes: int  # size_bytes of the variant (model_size_bytes plus torch.ao's packed weights)
+    size_bytes: int  # model_size_bytes of the variant
     min_cosine: float  # smallest cosine, over every sentence, of its embedding to the baseline's
     linear_fraction: float  # share of a forward spent inside linear layers (forward hooks)
     linear_ms: float  # linear_fraction * median_ms: the linear layers' part of the latency
@@ -557,7 +527,7 @@ def _benchmark_row(
         tokens=batch["input_ids"].numel(),
         median_ms=medians[name],
         speedup=medians[baseline] / medians[name],
-        size_bytes=size_bytes(model),
+        size_bytes=model_size_bytes(model),
         min_cosine=min_cosine,
         linear_fraction=profile.linear_fraction,
         linear_ms=linear_ms,
