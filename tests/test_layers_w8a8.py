@@ -43,6 +43,10 @@ def test_hand_computed_example() -> None:
     assert layer.int8_weight_t.tolist() == [[127], [0], [-127]]
     assert layer.scales.item() == pytest.approx(0.02, rel=EPS32)
     assert layer(x).item() == pytest.approx(1.016, rel=8 * EPS32)
+    # forward is exactly its three steps: quantize, integer product, rescale
+    acc = torch._int_mm(x_q, layer.int8_weight_t)
+    assert acc.tolist() == [[5080]]
+    assert torch.equal(layer.rescale(acc, x_scale), layer(x))
 
 
 def test_int_mm_sums_exactly_at_the_extremes() -> None:

@@ -5,6 +5,7 @@ calls, MAC counts, ratios, formatting), not the clock.
 """
 
 import copy
+import dataclasses
 import json
 import math
 import warnings
@@ -23,6 +24,7 @@ from tutorlib.speed import (
     INT8_FLAGS,
     BenchmarkRow,
     CpuInfo,
+    LayerSteps,
     MatmulPeaks,
     activation_stats,
     amdahl_speedup,
@@ -38,6 +40,7 @@ from tutorlib.speed import (
     ops_per_second,
     parse_cpuinfo,
     profile_linear_layers,
+    profile_w8a8_steps,
     run_benchmark,
     time_interleaved,
     write_json,
@@ -128,6 +131,30 @@ def test_measure_matmul_peaks_returns_positive_rates_for_its_size() -> None:
 )
 def test_amdahl_speedup(fraction: float, speedup: float, expected: float) -> None:
     assert amdahl_speedup(fraction, speedup) == pytest.approx(expected)
+
+
+def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
+    torch.manual_seed(0)
+    linear, x = nn.Linear(16, 32), torch.randn(3, 5, 16)  # any leading shape, as forward
+    steps = profile_w8a8_steps(linear, x, repeats=3)
+    assert isinstance(steps, LayerSteps)
+    times = dataclasses.asdict(steps)
+    assert set(times) == {"fp32", "w8a8", "quantize", "int_mm", "rescale", "torch_ao"}
+    assert all(math.isfinite(t) and t > 0 for t in times.values())
+
+
+@pytest.mark.parametrize(
+    ("linear", "x", "error"),
+    [
+        (nn.Conv1d(4, 4, 1), torch.randn(2, 4), TypeError),
+        (nn.Linear(4, 4), torch.randn(2, 5), ValueError),
+        (nn.Linear(4, 4), torch.ones(2, 4, dtype=torch.int64), ValueError),
+    ],
+    ids=["not-a-linear", "wrong-width", "integer-input"],
+)
+def test_profile_w8a8_steps_rejects_bad_input(linear: nn.Module, x: torch.Tensor, error) -> None:
+    with pytest.raises(error):
+        profile_w8a8_steps(linear, x, repeats=1)
 
 
 @settings(max_examples=50, deadline=None)

@@ -222,12 +222,18 @@ class W8A8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)  # (tokens, in_features)
         x_q, x_scale = self.quantize_activations(rows)  # int8 (tokens, in), float32 (tokens, 1)
         acc = torch._int_mm(x_q, self.int8_weight_t)  # (tokens, out) int32, exact
+        y = self.rescale(acc, x_scale)  # (tokens, out) float32
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def rescale(self, acc: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
+        """y[t, o] = s_x[t] * s_w[o] * acc[t, o] + b[o], from the int32 products, in float32.
+
+        Example: acc = [[5080]], s_x = [[0.01]], s_w = [0.02], no bias -> [[1.016]].
+        """
         w_scale = self.scales.t()  # (1, out_features)
         if self.bias is None:
-            y = (acc * x_scale).mul_(w_scale)  # s_x[t] * acc[t, o] * s_w[o]
-        else:
-            y = torch.addcmul(self.bias, acc * x_scale, w_scale)  # b[o] + the same, in one pass
-        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+            return (acc * x_scale).mul_(w_scale)  # s_x[t] * acc[t, o] * s_w[o]
+        return torch.addcmul(self.bias, acc * x_scale, w_scale)  # b[o] + the same, in one pass
 
     def extra_repr(self) -> str:
         return (

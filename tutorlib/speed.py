@@ -49,6 +49,8 @@ __all__ = [
     "is_linear_layer",
     "profile_linear_layers",
     "amdahl_speedup",
+    "LayerSteps",
+    "profile_w8a8_steps",
     "capture_linear_inputs",
     "ActivationStats",
     "activation_stats",
@@ -313,6 +315,54 @@ def amdahl_speedup(parallel_fraction: float, speedup_of_fraction: float) -> floa
     if not 0 <= parallel_fraction <= 1 or speedup_of_fraction <= 0:
         raise ValueError("need 0 <= fraction <= 1 and a positive speedup")
     return 1 / ((1 - parallel_fraction) + parallel_fraction / speedup_of_fraction)
+
+
+@dataclass(frozen=True)
+class LayerSteps:
+    """Median milliseconds of one linear layer, whole and step by step (profile_w8a8_steps)."""
+
+    fp32: float  # nn.Linear in float32
+    w8a8: float  # W8A8Linear.forward, all steps
+    quantize: float  # W8A8Linear.quantize_activations: absmax per token, divide, round, cast
+    int_mm: float  # torch._int_mm: the int8 x int8 -> int32 product alone
+    rescale: float  # W8A8Linear.rescale: s_x * s_w * acc + b
+    torch_ao: float  # torch.ao's dynamic int8 Linear (fbgemm), all steps
+
+
+def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) -> LayerSteps:
+    """Time one layer as FP32, as W8A8Linear and as torch.ao's dynamic int8, and W8A8Linear's
+    three steps on their own, interleaved in one run, to see where an int8 layer spends its time.
+
+    The steps are the very calls forward makes, on the same input: quantize_activations(rows),
+    torch._int_mm(x_q, int8_weight_t), rescale(acc, s_x). Their sum is about w8a8 (the rest is
+    dispatch and the reshapes). Example: for MiniLM's first feed-forward layer, (704, 384) @
+    (384, 1536), the int8 product alone is about a quarter of FP32's time.
+    """
+    from tutorlib.layers import W8A8Linear
+
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"profile_w8a8_steps takes an nn.Linear, got {type(linear).__name__}")
+    if x.ndim == 0 or x.shape[-1] != linear.in_features or not x.is_floating_point():
+        raise ValueError(
+            f"x must be a float tensor of shape (..., {linear.in_features}), "
+            f"got {x.dtype} {tuple(x.shape)}"
+        )
+    layer = W8A8Linear.from_linear(linear)
+    torch_ao = _torch_ao_dynamic(nn.Sequential(linear))
+    rows = x.reshape(-1, linear.in_features)  # (tokens, in_features)
+    with torch.inference_mode():
+        x_q, x_scale = layer.quantize_activations(rows)
+        acc = torch._int_mm(x_q, layer.int8_weight_t)  # (tokens, out_features) int32
+        runs = {
+            "fp32": lambda: linear(x),
+            "w8a8": lambda: layer(x),
+            "quantize": lambda: layer.quantize_activations(rows),
+            "int_mm": lambda: torch._int_mm(x_q, layer.int8_weight_t),
+            "rescale": lambda: layer.rescale(acc, x_scale),
+            "torch_ao": lambda: torch_ao(x),
+        }
+        samples = time_interleaved(runs, repeats=repeats, desc="one layer, step by step")
+    return LayerSteps(**{name: median_ms(seconds) for name, seconds in samples.items()})
 
 
 # ---------------------------------------------------------------- activations: why per token
