@@ -28,6 +28,7 @@ from tutorlib.speed import (
     MatmulPeaks,
     activation_stats,
     amdahl_speedup,
+    bert_layer_label,
     build_variants,
     capture_linear_inputs,
     check_targets,
@@ -203,6 +204,21 @@ def test_profile_linear_layers_counts_macs_and_removes_its_hooks() -> None:
 
 
 # ---------------------------------------------------------------- activations: why per token
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("encoder.layer.0.attention.self.query", "0 attention in"),
+        ("encoder.layer.5.attention.output.dense", "5 attention out"),
+        ("encoder.layer.3.intermediate.dense", "3 FFN up"),
+        ("encoder.layer.11.output.dense", "11 FFN down"),
+        ("pooler.dense", "pooler"),
+    ],
+    ids=["query", "attention-out", "ffn-up", "ffn-down", "pooler"],
+)
+def test_bert_layer_label(name: str, label: str) -> None:
+    assert bert_layer_label(name) == label
 
 
 def test_capture_linear_inputs_keeps_each_layers_rows() -> None:

@@ -53,6 +53,8 @@ __all__ = [
     "profile_w8a8_steps",
     "capture_linear_inputs",
     "ActivationStats",
+    "BERT_LINEAR_ROLES",
+    "bert_layer_label",
     "activation_stats",
     "VARIANTS",
     "build_variants",
@@ -403,6 +405,29 @@ class ActivationStats:
     median_token_abs_max: float  # median over tokens of max |x[t]|
     sqnr_per_tensor_db: float  # symmetric int8, one scale for the tensor
     sqnr_per_token_db: float  # symmetric int8, one scale per row (what W8A8Linear does)
+
+
+# What each linear layer of a BERT block reads (module names as in transformers' BertModel).
+BERT_LINEAR_ROLES = {
+    "attention.self.query": "attention in",  # the block's input (query, key and value read it)
+    "attention.self.key": "attention in",
+    "attention.self.value": "attention in",
+    "attention.output.dense": "attention out",  # the heads' concatenated outputs
+    "intermediate.dense": "FFN up",  # the FFN's input, after attention
+    "output.dense": "FFN down",  # the FFN's hidden layer, after GELU
+}
+
+
+def bert_layer_label(name: str) -> str:
+    """Short label of a BERT linear layer: block number and what it reads.
+
+    Example: "encoder.layer.0.intermediate.dense" -> "0 FFN up"; a layer outside the encoder
+    blocks keeps its first name component: "pooler.dense" -> "pooler".
+    """
+    block, _, role = name.removeprefix("encoder.layer.").partition(".")
+    if name.startswith("encoder.layer.") and role in BERT_LINEAR_ROLES:
+        return f"{block} {BERT_LINEAR_ROLES[role]}"
+    return name.split(".")[0]
 
 
 def activation_stats(layer: str, rows: torch.Tensor) -> ActivationStats:
