@@ -17,18 +17,18 @@ from pathlib import Path
 
 import torch
 
-from tutorlib.models import load_minilm, load_search_task
-from tutorlib.plotting import plot_int8_speedups
-from tutorlib.speed import (
+from tutorlib.allocator import keep_freed_memory
+from tutorlib.benchmark import (
     build_variants,
     check_targets,
-    cpu_info,
     format_table,
-    keep_freed_memory,
-    measure_matmul_peaks,
     run_benchmark,
     write_json,
 )
+from tutorlib.machine import cpu_info
+from tutorlib.plotting import plot_int8_speedups
+from tutorlib.search import load_minilm, load_search_task, search_sentences
+from tutorlib.timing import measure_matmul_peaks
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "int8_inference.json"
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {threads} threads; malloc keeps freed memory: {kept}")
     model, tokenizer = load_minilm()
     task = load_search_task()
-    sentences = list(task.corpus) + list(task.queries)
+    sentences = search_sentences(task)
     variants = build_variants(model, tokenizer, sentences)
     peaks = measure_matmul_peaks(args.peak_size)
     print(

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.layers import W8A16Linear, quantize_with_quanto, replace_linear
+from tutorlib.layers import W8A16Linear, replace_linear
 from tutorlib.memory import model_size_bytes
+from tutorlib.references import quantize_with_quanto
 
 
 def _linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:

@@ -21,8 +21,8 @@ def _linear(in_features: int, out_features: int, seed: int = 0, bias: bool = Tru
 
 def _generic_quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The Lesson 4 path: per-row (dim=0) symmetric int8 scale, then the one quantize formula."""
-    scale, zero_point = get_scale_and_zero_point(rows, bits=8, symmetric=True, dim=0)
-    return linear_quantize(rows, scale, zero_point, bits=8, symmetric=True), scale
+    params = get_scale_and_zero_point(rows, bits=8, symmetric=True, dim=0)
+    return linear_quantize(rows, params), params.scale
 
 
 # ---------------------------------------------------------------- a case by hand

@@ -17,8 +17,8 @@ from tutorlib.quantization import clipping_sweep, get_scale_and_zero_point
 
 def test_histogram_draws_one_line_per_grid_level():
     weights = torch.tensor([-1.0, -0.1, 0.0, 0.0, 0.1, 0.2, 2.0])
-    scale, zero_point = get_scale_and_zero_point(weights, bits=2)  # s = 1, z = 1
-    fig = plot_weight_histogram_with_grid(weights, scale, zero_point, bits=2)
+    params = get_scale_and_zero_point(weights, bits=2)  # s = 1, z = 1
+    fig = plot_weight_histogram_with_grid(weights, params)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     levels = sorted(line.get_xdata()[0] for line in ax.get_lines())

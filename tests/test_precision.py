@@ -1,30 +1,26 @@
-"""Tests of tutorlib.precision: casting copies, logit comparisons, try_dtype, rankings."""
+"""Tests of tutorlib.precision: casting copies, logit comparisons, try_dtype."""
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import nn
 
-from tutorlib.models import SimpleCNN, load_digits_split, load_simple_cnn
+from tutorlib.digits import SimpleCNN, load_digits_split, load_simple_cnn
 from tutorlib.precision import (
-    FLOAT_DTYPES,
+    MODEL_DTYPES,
     PrecisionReport,
     accuracy,
     cast_model,
     check_dtype,
     compare_logits,
     compare_precisions,
-    compare_rankings,
     logits_by_dtype,
-    median_seconds,
     report_table,
     run_model,
     try_dtype,
 )
 
 # Unit roundoff u = 2**-p: the largest relative error of one rounding to the dtype.
-UNIT_ROUNDOFF = {name: torch.finfo(dtype).eps / 2 for name, dtype in FLOAT_DTYPES.items()}
+UNIT_ROUNDOFF = {name: torch.finfo(dtype).eps / 2 for name, dtype in MODEL_DTYPES.items()}
 
 
 @pytest.mark.parametrize(
@@ -152,37 +148,6 @@ def test_try_dtype_reports_the_exact_error() -> None:
     trial = try_dtype(_EighModel(), torch.zeros(3, 3), "bfloat16")
     assert not trial.ran
     assert trial.error == "\"linalg_eigh_cpu\" not implemented for 'BFloat16'"
-
-
-def test_compare_rankings_by_hand() -> None:
-    result = compare_rankings(torch.tensor([[0, 1, 2]]), torch.tensor([[0, 2, 1]]), [0], k=1)
-    assert result.top1_accuracy == 1.0
-    assert (result.same_top1, result.same_top_k, result.same_full_ranking) == (1, 1, 0)
-
-
-@settings(max_examples=25, deadline=None)
-@given(n_queries=st.integers(1, 4), n_corpus=st.integers(2, 10), seed=st.integers(0, 1000))
-def test_compare_rankings_with_itself(n_queries: int, n_corpus: int, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    ranking = torch.stack([torch.randperm(n_corpus, generator=generator) for _ in range(n_queries)])
-    result = compare_rankings(ranking, ranking, ranking[:, 0].tolist(), k=n_corpus)
-    assert result.top1_accuracy == 1.0
-    assert result.same_top1 == result.same_top_k == result.same_full_ranking == n_queries
-
-
-def test_compare_rankings_bad_input() -> None:
-    with pytest.raises(ValueError, match="same shape"):
-        compare_rankings(torch.zeros(2, 3), torch.zeros(2, 4), [0, 0])
-    with pytest.raises(ValueError, match="k must lie"):
-        compare_rankings(torch.zeros(1, 3), torch.zeros(1, 3), [0], k=4)
-
-
-def test_median_seconds() -> None:
-    calls = []
-    seconds = median_seconds(lambda: calls.append(1), repeats=3, warmup=2)
-    assert len(calls) == 5 and seconds >= 0.0
-    with pytest.raises(ValueError, match="repeats"):
-        median_seconds(lambda: None, repeats=0)
 
 
 def test_report_table_by_hand() -> None:

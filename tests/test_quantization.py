@@ -14,6 +14,8 @@ from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObser
 
 from tutorlib.quantization import (
     SUPPORTED_BITS,
+    QuantizedTensor,
+    QuantParams,
     clipped_fake_quantize,
     clipping_sweep,
     compare_forms,
@@ -28,6 +30,7 @@ from tutorlib.quantization import (
     offset_quantize,
     pack_weights,
     quantization_error,
+    quantize_tensor,
     unpack_weights,
 )
 
@@ -40,14 +43,14 @@ EPS32 = torch.finfo(torch.float32).eps  # 2**-23
 def test_affine_by_hand():
     # s = (3 - (-1)) / 255, z = 0 - round(-1 / s) = round(63.75) = 64
     r = torch.tensor([-1.0, 0.5, 3.0])
-    scale, zero_point = get_scale_and_zero_point(r, bits=8)
-    assert scale.item() == pytest.approx(4 / 255, rel=EPS32)
-    assert zero_point.item() == 64
+    params = get_scale_and_zero_point(r, bits=8)
+    assert params.scale.item() == pytest.approx(4 / 255, rel=EPS32)
+    assert params.zero_point.item() == 64
     # r / s = [-63.75, 31.875, 191.25] -> [-64, 32, 191] -> + 64 = [0, 96, 255]
-    q = linear_quantize(r, scale, zero_point, bits=8)
+    q = linear_quantize(r, params)
     assert q.dtype == torch.uint8
     assert q.tolist() == [0, 96, 255]
-    r_hat = linear_dequantize(q, scale, zero_point)
+    r_hat = linear_dequantize(q, params)
     expected = [4 / 255 * (-64), 4 / 255 * 32, 4 / 255 * 191]
     assert r_hat.tolist() == pytest.approx(expected, rel=4 * EPS32)
 
@@ -55,10 +58,10 @@ def test_affine_by_hand():
 def test_symmetric_by_hand():
     # s = 3 / 127; r / s = [-42.33, 21.17, 127] -> [-42, 21, 127]
     r = torch.tensor([-1.0, 0.5, 3.0])
-    scale, zero_point = get_scale_and_zero_point(r, bits=8, symmetric=True)
-    assert scale.item() == pytest.approx(3 / 127, rel=EPS32)
-    assert zero_point.item() == 0
-    q = linear_quantize(r, scale, zero_point, bits=8, symmetric=True)
+    params = get_scale_and_zero_point(r, bits=8, symmetric=True)
+    assert params.scale.item() == pytest.approx(3 / 127, rel=EPS32)
+    assert params.zero_point.item() == 0
+    q = linear_quantize(r, params)
     assert q.dtype == torch.int8
     assert q.tolist() == [-42, 21, 127]
 
@@ -66,11 +69,11 @@ def test_symmetric_by_hand():
 def test_notes_min_max_form_by_hand():
     # s = 4 / 255, offset r_min = -1: (r + 1) / s = [0, 63.75, 255] -> q = [0, 64, 255]
     r = torch.tensor([-1.0, 0.0, 3.0])
-    scale, offset = get_scale_and_offset(r, bits=8)
-    assert offset.item() == -1.0
-    q = offset_quantize(r, scale, offset, bits=8)
+    params = get_scale_and_offset(r, bits=8)
+    assert params.offset.item() == -1.0
+    q = offset_quantize(r, params)
     assert q.tolist() == [0, 64, 255]
-    r_hat = offset_dequantize(q, scale, offset)
+    r_hat = offset_dequantize(q, params)
     # real 0 comes back a quarter step off: 64 * s - 1 = s / 4
     assert r_hat[1].item() == pytest.approx(4 / 255 / 4, rel=1e-4)
     assert r_hat[1].item() != 0.0
@@ -78,27 +81,29 @@ def test_notes_min_max_form_by_hand():
 
 def test_offset_fake_quantize_is_the_three_calls():
     r = torch.tensor([-1.0, 0.0, 3.0])
-    scale, offset = get_scale_and_offset(r, bits=8)
-    expected = offset_dequantize(offset_quantize(r, scale, offset), scale, offset)
+    params = get_scale_and_offset(r, bits=8)
+    expected = offset_dequantize(offset_quantize(r, params), params)
     assert torch.equal(offset_fake_quantize(r, bits=8), expected)
 
 
 def test_notes_form_equals_affine_form_with_a_float_zero_point():
     torch.manual_seed(0)
     r = torch.randn(1000)
-    scale, offset = get_scale_and_offset(r, bits=4)
-    q = offset_quantize(r, scale, offset, bits=4)
+    params = get_scale_and_offset(r, bits=4)
+    q = offset_quantize(r, params)
     # (r - r_min) / s rounded, computed in float64 from the same float32 scale and offset
-    expected = torch.round((r.double() - offset.double()) / scale.double()).clamp(0, 15)
+    expected = torch.round((r.double() - params.offset.double()) / params.scale.double()).clamp(
+        0, 15
+    )
     assert torch.equal(q.long(), expected.long())
 
 
 def test_per_channel_by_hand():
     weight = torch.tensor([[0.5, -1.27, 0.1], [2.0, 1.0, 0.0]])  # (out=2, in=3)
-    scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
-    assert scale.shape == (2, 1)  # one scale per output channel, broadcasting over columns
-    assert scale.flatten().tolist() == pytest.approx([1.27 / 127, 2.0 / 127], rel=EPS32)
-    q = linear_quantize(weight, scale, zero_point, bits=8, symmetric=True)
+    params = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    assert params.scale.shape == (2, 1)  # one scale per output channel, broadcasting
+    assert params.scale.flatten().tolist() == pytest.approx([1.27 / 127, 2.0 / 127], rel=EPS32)
+    q = linear_quantize(weight, params)
     assert q.tolist() == [[50, -127, 10], [127, 64, 0]]  # 1.0 / (2 / 127) = 63.5 -> 64 (even)
 
 
@@ -115,11 +120,11 @@ def test_per_channel_by_hand():
 )
 def test_scale_shapes(dim, group_size, shape):
     r = torch.randn(6, 8)
-    scale, zero_point = get_scale_and_zero_point(r, bits=4, dim=dim, group_size=group_size)
-    assert scale.shape == shape
-    assert zero_point.shape == shape
-    assert zero_point.dtype == torch.int32
-    q = linear_quantize(r, scale, zero_point, bits=4, group_size=group_size)
+    params = get_scale_and_zero_point(r, bits=4, dim=dim, group_size=group_size)
+    assert params.scale.shape == shape
+    assert params.zero_point.shape == shape
+    assert params.zero_point.dtype == torch.int32
+    q = linear_quantize(r, params)
     assert q.shape == r.shape
 
 
@@ -142,8 +147,8 @@ def test_integer_range(bits, symmetric, expected):
 )  # fmt: skip
 def test_integer_dtype(bits, symmetric, dtype):
     r = torch.linspace(-1, 2, 50)
-    scale, zero_point = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
-    assert linear_quantize(r, scale, zero_point, bits, symmetric).dtype == dtype
+    params = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
+    assert linear_quantize(r, params).dtype == dtype
 
 
 # ---------------------------------------------------------------- granularity by reshapes
@@ -152,27 +157,27 @@ def test_integer_dtype(bits, symmetric, dtype):
 def test_per_channel_equals_per_tensor_on_each_row():
     torch.manual_seed(1)
     weight = torch.randn(5, 16) * torch.logspace(-2, 1, 5).unsqueeze(1)
-    scale, zero_point = get_scale_and_zero_point(weight, bits=4, dim=0)
-    q = linear_quantize(weight, scale, zero_point, bits=4)
+    params = get_scale_and_zero_point(weight, bits=4, dim=0)
+    q = linear_quantize(weight, params)
     for row in range(5):
-        s, z = get_scale_and_zero_point(weight[row], bits=4)
-        assert torch.equal(scale[row, 0], s)
-        assert torch.equal(q[row], linear_quantize(weight[row], s, z, bits=4))
+        params_s = get_scale_and_zero_point(weight[row], bits=4)
+        assert torch.equal(params.scale[row, 0], params_s.scale)
+        assert torch.equal(q[row], linear_quantize(weight[row], params_s))
 
 
 def test_per_group_equals_per_tensor_on_each_group():
     torch.manual_seed(2)
     r = torch.randn(3, 12)
-    scale, zero_point = get_scale_and_zero_point(r, bits=3, symmetric=True, group_size=4)
-    q = linear_quantize(r, scale, zero_point, bits=3, symmetric=True, group_size=4)
-    r_hat = linear_dequantize(q, scale, zero_point, group_size=4)
+    params = get_scale_and_zero_point(r, bits=3, symmetric=True, group_size=4)
+    q = linear_quantize(r, params)
+    r_hat = linear_dequantize(q, params)
     for row in range(3):
         for g in range(3):
             chunk = r[row, 4 * g : 4 * g + 4]
-            s, z = get_scale_and_zero_point(chunk, bits=3, symmetric=True)
-            q_chunk = linear_quantize(chunk, s, z, bits=3, symmetric=True)
+            params_s = get_scale_and_zero_point(chunk, bits=3, symmetric=True)
+            q_chunk = linear_quantize(chunk, params_s)
             assert torch.equal(q[row, 4 * g : 4 * g + 4], q_chunk)
-            assert torch.equal(r_hat[row, 4 * g : 4 * g + 4], linear_dequantize(q_chunk, s, z))
+            assert torch.equal(r_hat[row, 4 * g : 4 * g + 4], linear_dequantize(q_chunk, params_s))
 
 
 def test_finer_granularity_lowers_the_error():
@@ -211,20 +216,26 @@ def _near_tie(r: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def test_same_integers_as_torch_quantized_tensors(symmetric, dim, torch_dtype):
     torch.manual_seed(4)
     r = torch.randn(128, 256) * 0.1 + 0.02
-    scale, zero_point = get_scale_and_zero_point(r, bits=8, symmetric=symmetric, dim=dim)
-    q = linear_quantize(r, scale, zero_point, bits=8, symmetric=symmetric)
+    params = get_scale_and_zero_point(r, bits=8, symmetric=symmetric, dim=dim)
+    q = linear_quantize(r, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch 2.13 deprecates quantized dtypes
         if dim is None:
-            ref = torch.quantize_per_tensor(r, scale.item(), zero_point.item(), torch_dtype)
+            ref = torch.quantize_per_tensor(
+                r, params.scale.item(), params.zero_point.item(), torch_dtype
+            )
         else:
             ref = torch.quantize_per_channel(
-                r, scale.flatten().double(), zero_point.flatten().long(), dim, torch_dtype
+                r,
+                params.scale.flatten().double(),
+                params.zero_point.flatten().long(),
+                dim,
+                torch_dtype,
             )
         ref_q = ref.int_repr()
     differ = q.int() != ref_q.int()
     assert (q.int() - ref_q.int()).abs().max() <= 1
-    assert not (differ & ~_near_tie(r, scale)).any()  # ties aside, identical integers
+    assert not (differ & ~_near_tie(r, params.scale)).any()  # ties aside, identical integers
     assert differ.sum() <= 0.001 * r.numel()
 
 
@@ -234,13 +245,14 @@ def test_torch_rounds_after_adding_the_zero_point():
     # torch:    round(-34.5 + 129) = round(94.5) = 94 (half to even after adding z).
     # Round-half-to-even is not invariant under adding an odd integer, so the two differ by 1.
     r = torch.tensor([-17.25])
-    scale, zero_point = torch.tensor(0.5), torch.tensor(129, dtype=torch.int32)
-    assert linear_quantize(r, scale, zero_point).item() == 95
+    params = QuantParams(torch.tensor(0.5), torch.tensor(129), bits=8, symmetric=False)
+    assert linear_quantize(r, params).item() == 95
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch 2.13 deprecates quantized dtypes
         assert torch.quantize_per_tensor(r, 0.5, 129, torch.quint8).int_repr().item() == 94
     # With an even zero point, or no tie, the two agree.
-    assert linear_quantize(r, scale, zero_point + 1).item() == 96
+    params_even = QuantParams(torch.tensor(0.5), torch.tensor(130), bits=8, symmetric=False)
+    assert linear_quantize(r, params_even).item() == 96
 
 
 @pytest.mark.parametrize("dim", [None, 0], ids=["per-tensor", "per-channel"])
@@ -255,9 +267,9 @@ def test_same_scale_and_zero_point_as_torch_ao_minmax_observer(dim):
         )
     observer(r)
     ref_scale, ref_zero_point = observer.calculate_qparams()
-    scale, zero_point = get_scale_and_zero_point(r, bits=8, dim=dim)
-    assert torch.equal(scale.flatten(), ref_scale)
-    assert torch.equal(zero_point.flatten().long(), ref_zero_point.long())
+    params = get_scale_and_zero_point(r, bits=8, dim=dim)
+    assert torch.equal(params.scale.flatten(), ref_scale)
+    assert torch.equal(params.zero_point.flatten().long(), ref_zero_point.long())
 
 
 # ---------------------------------------------------------------- reference: optimum-quanto
@@ -272,9 +284,9 @@ def test_same_int8_weights_and_scales_as_quanto(shape, dtype):
     quantize(model, weights=qint8)
     freeze(model)
     quanto_weight = model[0].weight
-    scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
-    q = linear_quantize(weight, scale, zero_point, bits=8, symmetric=True)
-    assert torch.equal(scale, quanto_weight._scale)  # absmax / 127, (out_features, 1)
+    params = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    q = linear_quantize(weight, params)
+    assert torch.equal(params.scale, quanto_weight._scale)  # absmax / 127, (out_features, 1)
     assert torch.equal(q, quanto_weight._data)  # int8, (out_features, in_features)
 
 
@@ -289,15 +301,15 @@ bit_widths = st.sampled_from(SUPPORTED_BITS)
 @settings(max_examples=200, deadline=None)
 @given(r=tensors, bits=bit_widths, symmetric=forms)
 def test_property_q_in_range_and_error_at_most_half_a_step(r, bits, symmetric):
-    scale, zero_point = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
-    q = linear_quantize(r, scale, zero_point, bits=bits, symmetric=symmetric)
+    params = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
+    q = linear_quantize(r, params)
     q_min, q_max = integer_range(bits, symmetric)
     assert q.long().min() >= q_min and q.long().max() <= q_max
-    r_hat = linear_dequantize(q, scale, zero_point)
+    r_hat = linear_dequantize(q, params)
     # Every r lies inside the range, so only rounding errs: at most s / 2, plus float32
     # rounding in s, r / s and s * (q - z). Each of those errs by at most eps/2 relative to a
     # quantity no larger than the range width s * (q_max - q_min); 4 eps of it covers them.
-    s = scale.double()
+    s = params.scale.double()
     tolerance = s / 2 + 4 * EPS32 * s * (q_max - q_min)
     assert ((r.double() - r_hat.double()).abs() <= tolerance).all()
 
@@ -305,10 +317,10 @@ def test_property_q_in_range_and_error_at_most_half_a_step(r, bits, symmetric):
 @settings(max_examples=200, deadline=None)
 @given(r=tensors, bits=bit_widths, symmetric=forms)
 def test_property_quantize_of_dequantize_gives_q_back(r, bits, symmetric):
-    scale, zero_point = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
-    q = linear_quantize(r, scale, zero_point, bits=bits, symmetric=symmetric)
-    r_hat = linear_dequantize(q, scale, zero_point)
-    assert torch.equal(linear_quantize(r_hat, scale, zero_point, bits, symmetric), q)
+    params = get_scale_and_zero_point(r, bits=bits, symmetric=symmetric)
+    q = linear_quantize(r, params)
+    r_hat = linear_dequantize(q, params)
+    assert torch.equal(linear_quantize(r_hat, params), q)
 
 
 @settings(max_examples=200, deadline=None)
@@ -322,13 +334,13 @@ def test_property_zero_is_exact_in_the_zero_point_form(r, bits, symmetric):
 @settings(max_examples=100, deadline=None)
 @given(r=tensors, bits=bit_widths)
 def test_property_notes_form_error_at_most_half_a_step(r, bits):
-    scale, offset = get_scale_and_offset(r, bits=bits)
-    q = offset_quantize(r, scale, offset, bits=bits)
-    r_hat = offset_dequantize(q, scale, offset)
+    params = get_scale_and_offset(r, bits=bits)
+    q = offset_quantize(r, params)
+    r_hat = offset_dequantize(q, params)
     q_max = integer_range(bits, symmetric=False)[1]
-    s = scale.double()
+    s = params.scale.double()
     # as above, plus the float32 subtraction r - r_min and addition s * q + r_min
-    tolerance = s / 2 + 4 * EPS32 * (s * q_max + offset.double().abs())
+    tolerance = s / 2 + 4 * EPS32 * (s * q_max + params.offset.double().abs())
     assert ((r.double() - r_hat.double()).abs() <= tolerance).all()
 
 
@@ -338,9 +350,9 @@ def test_property_notes_form_error_at_most_half_a_step(r, bits):
 @pytest.mark.parametrize("symmetric", [False, True], ids=["affine", "symmetric"])
 def test_all_zero_tensor_gets_the_eps_scale(symmetric):
     r = torch.zeros(4)
-    scale, zero_point = get_scale_and_zero_point(r, bits=8, symmetric=symmetric)
-    assert scale.item() == EPS32  # torch.ao's floor, instead of 0 / 0
-    r_hat = linear_dequantize(linear_quantize(r, scale, zero_point, 8, symmetric), scale, 0)
+    params = get_scale_and_zero_point(r, bits=8, symmetric=symmetric)
+    assert params.scale.item() == EPS32  # torch.ao's floor, instead of 0 / 0
+    r_hat = linear_dequantize(linear_quantize(r, params), params)
     assert torch.equal(r_hat, r)
 
 
@@ -355,11 +367,11 @@ def test_constant_tensor_comes_back(symmetric):
 
 def test_constant_tensor_in_the_notes_form():
     r = torch.full((3,), -0.7)  # r_max == r_min: s would be 0 / 255
-    scale, offset = get_scale_and_offset(r)
-    assert scale.item() == EPS32
-    q = offset_quantize(r, scale, offset)
+    params = get_scale_and_offset(r)
+    assert params.scale.item() == EPS32
+    q = offset_quantize(r, params)
     assert q.tolist() == [0, 0, 0]
-    assert torch.equal(offset_dequantize(q, scale, offset), r)
+    assert torch.equal(offset_dequantize(q, params), r)
 
 
 # ---------------------------------------------------------------- bad input
@@ -390,14 +402,18 @@ bad_inputs = {
         ValueError,
         "not both",
     ),
-    "offset-nan": (lambda: get_scale_and_offset(torch.tensor([math.nan])), ValueError, "NaN"),
+    "offset-nan": (
+        lambda: get_scale_and_offset(torch.tensor([math.nan])),
+        ValueError,
+        "NaN",
+    ),
     "quantize-int": (
-        lambda: linear_quantize(torch.arange(3), torch.tensor(1.0), 0),
+        lambda: linear_quantize(torch.arange(3), QuantParams(torch.tensor(1.0), 0, 8, False)),
         TypeError,
         "float",
     ),
     "dequantize-float": (
-        lambda: linear_dequantize(torch.ones(3), torch.tensor(1.0), 0),
+        lambda: linear_dequantize(torch.ones(3), QuantParams(torch.tensor(1.0), 0, 8, False)),
         TypeError,
         "integer",
     ),
@@ -514,8 +530,8 @@ def test_property_pack_unpack_round_trip(bits, data):
 
 def test_packing_4bit_quantized_weights_halves_their_bytes():
     weight = torch.randn(8, 16)
-    scale, zero_point = get_scale_and_zero_point(weight, bits=4, group_size=8)
-    q = linear_quantize(weight, scale, zero_point, bits=4, group_size=8)  # int32 in [0, 15]
+    params = get_scale_and_zero_point(weight, bits=4, group_size=8)
+    q = linear_quantize(weight, params)  # int32 in [0, 15]
     packed = pack_weights(q, 4)
     assert packed.numel() == weight.numel() // 2
     assert torch.equal(unpack_weights(packed, 4).int(), q)
@@ -536,3 +552,101 @@ def test_packing_4bit_quantized_weights_halves_their_bytes():
 def test_packing_bad_input(call, error):
     with pytest.raises(error):
         call()
+
+
+# ---------------------------------------------------------------- parameters travel together
+
+
+def test_params_cannot_be_unpacked_into_loose_pieces():
+    # The old trap: s, z = get_scale_and_zero_point(w, symmetric=True) then
+    # linear_quantize(w, s, z) with the asymmetric default range clamped every negative to 0.
+    weight = torch.randn(4, 8)
+    params = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    with pytest.raises(TypeError, match="pass it whole"):
+        s, z = params
+    with pytest.raises(TypeError, match="QuantParams"):
+        linear_quantize(weight, params.scale)  # the scale alone is not enough
+
+
+def test_symmetric_params_keep_negative_weights():
+    torch.manual_seed(0)
+    weight = torch.randn(16, 32)
+    params = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    r_hat = linear_dequantize(linear_quantize(weight, params), params)
+    # every error is at most half a step of its row (plus float32 rounding of s * q)
+    assert ((weight - r_hat).abs() <= params.scale / 2 * (1 + 4 * EPS32)).all()
+
+
+@pytest.mark.parametrize(
+    ("scale", "zero_point", "bits", "symmetric", "error", "match"),
+    [
+        (torch.tensor(0.0), 0, 8, False, ValueError, "positive"),
+        (torch.tensor(-0.1), 0, 8, False, ValueError, "positive"),
+        (torch.tensor(math.nan), 0, 8, False, ValueError, "NaN"),
+        (torch.tensor(0.1), torch.tensor(3.7), 8, False, ValueError, "whole numbers"),
+        (torch.tensor(0.1), 300, 8, False, ValueError, r"\[0, 255\]"),
+        (torch.tensor(0.1), 3, 8, True, ValueError, "symmetric"),
+        (torch.tensor(0.1), 0, 9, False, ValueError, "bits"),
+        (torch.tensor([0.1, 0.2]), torch.tensor([1]), 8, False, ValueError, "one zero point"),
+        (0.1, 0, 8, False, TypeError, "scale must be a torch.Tensor"),
+        (torch.tensor(1), 0, 8, False, TypeError, "scale must be a real floating-point"),
+        (torch.tensor(0.1), 0, 8, "yes", TypeError, "symmetric must be True or False"),
+    ],
+    ids=["zero", "negative", "nan", "fractional-z", "z-out-of-range", "symmetric-z",
+         "bits-9", "shapes", "float-scale", "int-scale", "string-symmetric"],
+)  # fmt: skip
+def test_params_are_checked_when_made(scale, zero_point, bits, symmetric, error, match):
+    with pytest.raises(error, match=match):
+        QuantParams(scale, zero_point, bits, symmetric)
+
+
+def test_params_of_another_shape_are_refused():
+    params = get_scale_and_zero_point(torch.randn(4, 8), bits=4, dim=0)  # scale (4, 1)
+    with pytest.raises(ValueError, match="needs"):
+        linear_quantize(torch.randn(5, 8), params)
+    with pytest.raises(ValueError, match="divisor"):
+        grouped = get_scale_and_zero_point(torch.randn(4, 8), bits=4, group_size=4)
+        linear_quantize(torch.randn(4, 6), grouped)
+
+
+def test_quantized_tensor_round_trip():
+    r = torch.tensor([-1.0, 0.5, 3.0])
+    quantized = quantize_tensor(r)
+    assert quantized.q.tolist() == [0, 96, 255]
+    assert torch.equal(quantized.dequantize(), fake_quantize(r))
+    with pytest.raises(TypeError, match="integer"):
+        QuantizedTensor(r, quantized.params)
+
+
+# ---------------------------------------------------------------- extreme ranges
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [((-3e38, 3e38), torch.float32), ((-6e4, 6e4), torch.float16), ((-3e38, 3e38), torch.bfloat16)],
+    ids=["float32", "float16", "bfloat16"],
+)
+@pytest.mark.parametrize("symmetric", [False, True], ids=["affine", "symmetric"])
+def test_extreme_ranges_do_not_overflow(values, dtype, symmetric):
+    r = torch.tensor([values[0], 0.0, values[1]], dtype=dtype)
+    r_hat = fake_quantize(r, bits=8, symmetric=symmetric)
+    assert torch.isfinite(r_hat).all()
+    # each value within half a step, s = range / 255 (or absmax / 127), plus the dtype's rounding
+    step = (values[1] - values[0]) / 255 if not symmetric else values[1] / 127
+    eps = torch.finfo(dtype).eps
+    assert ((r.double() - r_hat.double()).abs() <= step / 2 + 2 * eps * abs(values[1])).all()
+    assert torch.isfinite(offset_fake_quantize(r, bits=8)).all()
+
+
+def test_sixteen_bits_asymmetric_in_float16():
+    r = torch.linspace(-2, 3, 101, dtype=torch.float16)
+    r_hat = fake_quantize(r, bits=16)
+    step = 5 / 65535
+    # half a step plus float16's rounding of the result (u = 2**-11 relative)
+    assert ((r.double() - r_hat.double()).abs() <= step / 2 + 3 * 2**-11).all()
+
+
+def test_quantization_error_of_huge_float64_values():
+    r = torch.tensor([1e200, -1e200], dtype=torch.float64)
+    result = quantization_error(r, r * 1.1)
+    assert result.sqnr_db == pytest.approx(20.0, abs=1e-9)  # 10 log10(1 / 0.01)

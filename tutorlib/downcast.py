@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tutorlib._checks import dtype_name
+
 __all__ = [
     "ACCUMULATE_MODES",
     "DOT_DTYPES",
@@ -400,7 +402,7 @@ def run_experiment(
     condition = dict(zip(distributions, (absolute / exact.abs()).split(draws), strict=True))
     errors, curve_lengths = {}, {}
     for dtype in tqdm(dtypes, desc="dtypes"):
-        name = str(dtype).removeprefix("torch.")
+        name = dtype_name(dtype)
         curves = _curves_for_dtype(x.to(dtype), y.to(dtype), exact, lengths)
         for mode, (ns, relative) in curves.items():
             for distribution, rows in zip(distributions, relative.split(draws), strict=True):

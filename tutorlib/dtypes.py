@@ -17,6 +17,8 @@ from decimal import Decimal
 import pandas as pd
 import torch
 
+from tutorlib._checks import dtype_name
+
 __all__ = [
     "FLOAT_DTYPES",
     "INT_DTYPES",
@@ -58,11 +60,6 @@ INT_DTYPES: tuple[torch.dtype, ...] = (
 
 # An integer dtype of the same width, to read a float's stored bits without converting its value.
 _SAME_WIDTH_INT = {8: torch.uint8, 16: torch.int16, 32: torch.int32, 64: torch.int64}
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """The dtype's name without the ``torch.`` prefix, e.g. ``torch.bfloat16 -> "bfloat16"``."""
-    return str(dtype).removeprefix("torch.")
 
 
 def _check_float_dtype(dtype: object) -> torch.dtype:

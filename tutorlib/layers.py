@@ -7,23 +7,36 @@ Left out on purpose: tensor-subclass dispatch (optimum-quanto's machinery), pack
 weights, quantized convolutions and embeddings, and training through quantized weights.
 """
 
-import warnings
+import math
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tutorlib.quantization import get_scale_and_zero_point, linear_dequantize, linear_quantize
+from tutorlib.quantization import (
+    QuantizedTensor,
+    QuantParams,
+    integer_range,
+    linear_dequantize,
+    quantize_tensor,
+)
 
-with warnings.catch_warnings():
-    # optimum-quanto imports huggingface_hub, which imports tqdm.auto; in a Jupyter kernel
-    # without ipywidgets, tqdm.auto warns "IProgress not found" on stderr with its file path.
-    # Imported here, silenced, tqdm.auto is also cached for later imports (transformers).
-    warnings.simplefilter("ignore")
-    from optimum.quanto import freeze, qint8, quantize
+__all__ = ["quantize_weight_per_channel", "W8A16Linear", "W8A8Linear", "replace_linear"]
 
-__all__ = ["W8A16Linear", "replace_linear", "quantize_with_quanto"]
+# Integer range of both layers' weights (and W8A8's activations): symmetric int8, [-127, 127].
+_INT8_MAX = integer_range(8, symmetric=True)[1]
+
+
+def quantize_weight_per_channel(weight: torch.Tensor) -> QuantizedTensor:
+    """The weight quantizer both layers share: symmetric int8, one scale per output channel.
+
+    s[o] = max_i |W[o, i]| / 127,  W_q[o, i] = clamp(round(W[o, i] / s[o]), -127, 127),
+    which is optimum-quanto's qint8 weight scheme. Example: a row [0.5, -1.27, 0.1] gets
+    s = 1.27 / 127 = 0.01 and the integers [50, -127, 10].
+    Returns a QuantizedTensor: q int8 (out_features, in_features), scale (out_features, 1).
+    """
+    return quantize_tensor(weight.detach(), bits=8, symmetric=True, dim=0)
 
 
 class W8A16Linear(nn.Module):
@@ -63,15 +76,20 @@ class W8A16Linear(nn.Module):
         """Quantize an nn.Linear's weight (symmetric, per output channel) into a new layer."""
         weight = linear.weight.detach()  # (out_features, in_features)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, weight.dtype)
-        scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
-        layer.int8_weight.copy_(linear_quantize(weight, scale, zero_point, 8, symmetric=True))
-        layer.scales.copy_(scale)  # (out_features, 1)
+        quantized = quantize_weight_per_channel(weight)
+        layer.int8_weight.copy_(quantized.q)  # (out_features, in_features) int8
+        layer.scales.copy_(quantized.params.scale)  # (out_features, 1)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach())
         return layer.to(weight.device)
 
+    def weight_params(self, dtype: torch.dtype) -> QuantParams:
+        """The weight's QuantParams (symmetric int8, per output channel), scales in `dtype`."""
+        scale = self.scales.to(dtype)  # (out_features, 1)
+        return QuantParams(scale, torch.zeros_like(scale, dtype=torch.int32), 8, True, dim=0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = linear_dequantize(self.int8_weight, self.scales.to(x.dtype), 0)  # (out, in)
+        weight = linear_dequantize(self.int8_weight, self.weight_params(x.dtype))  # (out, in)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, weight, bias)
 
@@ -108,26 +126,7 @@ def replace_linear(
     return model
 
 
-def quantize_with_quanto(model: nn.Module) -> nn.Module:
-    """optimum-quanto's int8 weights, the reference: quantize(model, weights=qint8); freeze(model).
-
-    Every nn.Linear (lm_head included) gets symmetric per-output-channel int8 weights with
-    scale absmax / 127, the same integers and scales as W8A16Linear; embeddings, norms and
-    biases stay float. In place; the model is also returned.
-    """
-    quantize(model, weights=qint8)  # marks the Linear layers for int8 weights
-    freeze(model)  # replaces each float weight by int8 data and float scales
-    return model
-
-
-# --- W8A8Linear (Lesson 5) ---
-
-import math  # noqa: E402
-
-from tutorlib.quantization import integer_range  # noqa: E402
-
-# Integer range of the activations and weights of W8A8Linear: symmetric int8, [-127, 127].
-_INT8_MAX = integer_range(8, symmetric=True)[1]
+# ---------------------------------------------------------------- W8A8Linear (Lesson 5)
 
 
 class W8A8Linear(nn.Module):
@@ -178,10 +177,9 @@ class W8A8Linear(nn.Module):
             raise ValueError("W8A8Linear runs torch._int_mm on CPU; move the model to the CPU")
         weight = linear.weight.detach().float()  # (out_features, in_features)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
-        scale, zero_point = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
-        int8_weight = linear_quantize(weight, scale, zero_point, 8, symmetric=True)  # (out, in)
-        layer.int8_weight_t.copy_(int8_weight.t())  # (in_features, out_features), contiguous
-        layer.scales.copy_(scale)  # (out_features, 1)
+        quantized = quantize_weight_per_channel(weight)  # q (out, in) int8, scale (out, 1)
+        layer.int8_weight_t.copy_(quantized.q.t())  # (in_features, out_features), contiguous
+        layer.scales.copy_(quantized.params.scale)  # (out_features, 1)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach().float())
         return layer
@@ -240,6 +238,3 @@ class W8A8Linear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             "weights=int8, activations=int8 per token"
         )
-
-
-__all__ += ["W8A8Linear"]

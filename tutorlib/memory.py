@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from tutorlib._checks import dtype_name
+
 __all__ = ["model_size_bytes", "size_breakdown"]
 
 # Role of each tensor a quantized weight wraps (optimum-quanto 0.2.7 names them so).
@@ -42,10 +44,10 @@ def _leaves(tensor: torch.Tensor, role: str) -> Iterator[tuple[str, torch.Tensor
 
 def _category(role: str, dtype: torch.dtype) -> str:
     """Name a group of bytes by role and dtype: "int8 weights", "scales (float32)", ..."""
-    dtype_name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     if role in ("parameters", "buffers", "weights"):
-        return f"{dtype_name} {role}"
-    return f"{role} ({dtype_name})"
+        return f"{name} {role}"
+    return f"{role} ({name})"
 
 
 def _packed_linear_bytes(module: nn.Module) -> int:

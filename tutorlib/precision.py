@@ -9,18 +9,17 @@ Leaves out: mixed precision (autocast), integer quantization (Lessons 4 and 5), 
 """
 
 import copy
-import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from tutorlib._checks import dtype_name
 from tutorlib.memory import model_size_bytes
 
 __all__ = [
-    "FLOAT_DTYPES",
+    "MODEL_DTYPES",
     "check_dtype",
     "cast_model",
     "run_model",
@@ -33,24 +32,16 @@ __all__ = [
     "report_table",
     "DtypeTrial",
     "try_dtype",
-    "RankingComparison",
-    "compare_rankings",
-    "median_seconds",
 ]
 
 # The float formats a whole model can be cast to with Module.to(dtype), by name.
-FLOAT_DTYPES: dict[str, torch.dtype] = {
+MODEL_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
 
 Inputs = torch.Tensor | Mapping[str, torch.Tensor]
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    """ "bfloat16" for torch.bfloat16."""
-    return str(dtype).removeprefix("torch.")
 
 
 def check_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -60,14 +51,14 @@ def check_dtype(dtype: torch.dtype | str) -> torch.dtype:
     """
     if not isinstance(dtype, torch.dtype | str):
         raise TypeError(f"dtype must be a torch.dtype or its name, got {type(dtype).__name__}.")
-    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else _dtype_name(dtype)
-    if name not in FLOAT_DTYPES:
-        known = ", ".join(FLOAT_DTYPES)
+    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else dtype_name(dtype)
+    if name not in MODEL_DTYPES:
+        known = ", ".join(MODEL_DTYPES)
         raise ValueError(
             f"Unsupported dtype {dtype!r}: a model can be cast to {known}. "
             "Integer formats need quantization (scales and zero points), see Lesson 4."
         )
-    return FLOAT_DTYPES[name]
+    return MODEL_DTYPES[name]
 
 
 def cast_model(model: nn.Module, dtype: torch.dtype | str) -> nn.Module:
@@ -109,12 +100,11 @@ def run_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
 
 
 def logits_by_dtype(
-    model: nn.Module, inputs: Inputs, dtypes: Sequence[str] = tuple(FLOAT_DTYPES)
+    model: nn.Module, inputs: Inputs, dtypes: Sequence[str] = tuple(MODEL_DTYPES)
 ) -> dict[str, torch.Tensor]:
     """Float32 logits of a copy of `model` cast to each dtype, keyed by dtype name."""
     return {
-        _dtype_name(check_dtype(name)): run_model(cast_model(model, name), inputs)
-        for name in dtypes
+        dtype_name(check_dtype(name)): run_model(cast_model(model, name), inputs) for name in dtypes
     }
 
 
@@ -174,7 +164,7 @@ def compare_precisions(
     model: nn.Module,
     inputs: Inputs,
     labels: torch.Tensor | None = None,
-    dtypes: Sequence[str] = tuple(FLOAT_DTYPES),
+    dtypes: Sequence[str] = tuple(MODEL_DTYPES),
 ) -> list[PrecisionReport]:
     """Size, logit differences to FP32, top-1 agreement and accuracy of `model` in each dtype.
 
@@ -189,7 +179,7 @@ def compare_precisions(
         comparison = compare_logits(reference, logits)
         reports.append(
             PrecisionReport(
-                dtype=_dtype_name(check_dtype(name)),
+                dtype=dtype_name(check_dtype(name)),
                 size_bytes=model_size_bytes(cast),
                 mean_abs_diff=comparison.mean_abs_diff,
                 max_abs_diff=comparison.max_abs_diff,
@@ -245,60 +235,5 @@ def try_dtype(model: nn.Module, inputs: Inputs, dtype: torch.dtype | str) -> Dty
         run_model(cast_model(model, target), inputs)
     except (RuntimeError, NotImplementedError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        return DtypeTrial(_dtype_name(target), ran=False, error=first_line, torch_version=version)
-    return DtypeTrial(_dtype_name(target), ran=True, error=None, torch_version=version)
-
-
-@dataclass(frozen=True)
-class RankingComparison:
-    """How a search ranking changed between FP32 and another precision."""
-
-    top1_accuracy: float  # fraction of queries whose first result is the relevant one
-    same_top1: int  # queries with the same first result as the reference
-    same_top_k: int  # queries with the same first k results, in the same order
-    same_full_ranking: int  # queries with the same order over the whole corpus
-    n_queries: int
-
-
-def compare_rankings(
-    reference: torch.Tensor, other: torch.Tensor, relevant: Sequence[int], k: int = 5
-) -> RankingComparison:
-    """Compare two (n_queries, n_corpus) rankings, best first, and score `other` on `relevant`.
-
-    Example: reference [[0, 1, 2]], other [[0, 2, 1]], relevant [0], k=1 ->
-    top-1 accuracy 1.0, same top-1 1, same top-k 1, same full ranking 0.
-    """
-    if reference.shape != other.shape or reference.shape[0] != len(relevant):
-        raise ValueError(
-            "compare_rankings needs two rankings of the same shape (n_queries, n_corpus) "
-            f"and one relevant index per query; got {tuple(reference.shape)}, "
-            f"{tuple(other.shape)} and {len(relevant)} indices."
-        )
-    if not 1 <= k <= reference.shape[1]:
-        raise ValueError(f"k must lie between 1 and the corpus size {reference.shape[1]}, got {k}.")
-    same = reference == other  # (n_queries, n_corpus)
-    hits = other[:, 0] == torch.as_tensor(relevant)
-    return RankingComparison(
-        top1_accuracy=hits.float().mean().item(),
-        same_top1=int(same[:, 0].sum()),
-        same_top_k=int(same[:, :k].all(dim=1).sum()),
-        same_full_ranking=int(same.all(dim=1).sum()),
-        n_queries=reference.shape[0],
-    )
-
-
-def median_seconds(function: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall-clock time of `function()` over `repeats` calls, after `warmup` calls.
-
-    The median resists the outliers that other processes on a shared CPU cause.
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}.")
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return DtypeTrial(dtype_name(target), ran=False, error=first_line, torch_version=version)
+    return DtypeTrial(dtype_name(target), ran=True, error=None, torch_version=version)

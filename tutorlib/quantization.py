@@ -4,13 +4,19 @@ A tensor r is mapped to integers by one affine formula, q = clamp(round(r / s) +
 and read back as r ~ s * (q - z); everything else in this module chooses s (the scale) and z (the
 zero point) per tensor, per channel or per group, and measures the error that rounding leaves.
 
+The scale means nothing without its zero point, its bit width, its symmetry and its axis or
+group, so they travel together in one frozen value, `QuantParams`, which
+`get_scale_and_zero_point` returns and `linear_quantize` / `linear_dequantize` take whole; a
+caller cannot mix a symmetric scale with an asymmetric integer range. `QuantizedTensor` holds
+the integers with their parameters and gives the float tensor back with `.dequantize()`.
+
 Three forms are implemented, each with the formula in its docstring:
 
-- the seed notes' min-max form with a float offset: ``get_scale_and_offset``, ``offset_quantize``,
-  ``offset_dequantize`` (r ~ s * q + r_min; real 0 is generally not exact);
-- the affine zero-point form of Jacob et al. (2018): ``get_scale_and_zero_point`` with
-  ``symmetric=False``, unsigned integers [0, 2**k - 1] and an integer zero point, so that real 0
-  is exactly representable;
+- the original notes' min-max form with a float offset: ``get_scale_and_offset`` (an
+  `OffsetParams`), ``offset_quantize``, ``offset_dequantize`` (r ~ s * q + r_min; real 0 is
+  generally not exact);
+- the affine zero-point form of Jacob et al. (2018): ``symmetric=False``, unsigned integers
+  [0, 2**k - 1] and an integer zero point, so that real 0 is exactly representable;
 - the symmetric form: ``symmetric=True``, z = 0, s = max|r| / q_max, signed integers in the
   restricted range [-(2**(k-1) - 1), 2**(k-1) - 1] (optimum-quanto's absmax / 127 for int8).
 
@@ -21,28 +27,45 @@ Shapes of scale and zero point (they broadcast against r, or against r's grouped
   shape with every other axis set to 1, e.g. (out_features, 1) for a weight
   (out_features, in_features) with ``dim=0``, or (tokens, 1) for activations (tokens, features);
 - per-group (``group_size=g`` along the last axis): r is viewed as (..., n // g, g) and the
-  result has shape (..., n // g, 1); pass the same ``group_size`` to quantize and dequantize.
+  scale has shape (..., n // g, 1).
 
 Conventions: rounding is torch.round (halves to even); integers are uint8 (asymmetric) or int8
 (symmetric) at 8 bits and int32 at every other width (2 to 7, and 16); a zero range (an all-zero
 tensor) gets the scale floor 2**-23 (float32's eps, as torch.ao's observers) instead of 0 / 0.
+Where r_max - r_min overflows (+-3e38 in float32, +-6e4 in float16) the step is computed in
+float64; r / s is computed in r's dtype when that holds every integer of the grid exactly (as
+optimum-quanto and torch do), in float32 otherwise (16-bit grids in float16 or bfloat16).
 
 Left out on purpose: calibration of activation ranges over many batches (Lesson 5 quantizes
 activations per token on the fly), non-uniform grids, float8 formats, and stochastic rounding.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from tutorlib._checks import (
+    check_bool,
+    check_float_tensor,
+    check_int,
+    check_integer_tensor,
+    check_real,
+    check_tensor,
+)
+
 __all__ = [
     "SUPPORTED_BITS",
+    "QuantParams",
+    "QuantizedTensor",
+    "OffsetParams",
     "QuantizationError",
     "FormResult",
     "integer_range",
     "get_scale_and_zero_point",
     "linear_quantize",
     "linear_dequantize",
+    "quantize_tensor",
     "fake_quantize",
     "get_scale_and_offset",
     "offset_quantize",
@@ -59,34 +82,20 @@ __all__ = [
 # Bit widths this module quantizes to: every width from 2 to 8, and 16.
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 16)
 
+# The smallest scale: float32's machine epsilon 2**-23, torch.ao's observers' default floor.
+_SCALE_FLOOR = torch.finfo(torch.float32).eps
+
 
 # ---------------------------------------------------------------- checks of user input
 
 
-def _check_real(r: torch.Tensor, name: str = "r") -> None:
-    """Raise TypeError/ValueError unless r is a non-empty, finite floating-point tensor."""
-    if not isinstance(r, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(r).__name__}")
-    if not r.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor, got {r.dtype}; "
-            f"convert it first, e.g. {name}.float()"
-        )
-    if r.numel() == 0:
-        raise ValueError(f"{name} is empty: there is no range to quantize")
-    if not torch.isfinite(r).all():
-        raise ValueError(
-            f"{name} contains NaN or inf: a quantization grid needs a finite range; "
-            "remove or replace those values (e.g. torch.nan_to_num) first"
-        )
-
-
-def _check_bits(bits: int) -> None:
+def _check_bits(bits: object) -> int:
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in SUPPORTED_BITS:
         raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
+    return bits
 
 
-def _check_dim(r: torch.Tensor, dim: int | None) -> int | None:
+def _check_dim(r: torch.Tensor, dim: object) -> int | None:
     """Return dim as a non-negative axis, or None for per-tensor."""
     if dim is None:
         return None
@@ -98,20 +107,54 @@ def _check_dim(r: torch.Tensor, dim: int | None) -> int | None:
     return dim % r.ndim
 
 
-def _check_group_size(r: torch.Tensor, group_size: int | None) -> None:
+def _check_group_size(r: torch.Tensor, group_size: object) -> int | None:
     if group_size is None:
-        return
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
+        return None
+    check_int(group_size, "group_size", minimum=1)
     if r.ndim == 0 or r.shape[-1] % group_size != 0:
         n = r.shape[-1] if r.ndim else 0
         raise ValueError(
             f"group_size={group_size} does not divide the last dimension ({n}) of a tensor "
             f"of shape {tuple(r.shape)}; choose a divisor of {n}"
         )
+    return group_size
 
 
-# ---------------------------------------------------------------- the shared reshapes
+def _check_granularity(r: torch.Tensor, dim: object, group_size: object) -> tuple:
+    """(dim, group_size) checked against r; at most one of them is given."""
+    dim, group_size = _check_dim(r, dim), _check_group_size(r, group_size)
+    if dim is not None and group_size is not None:
+        raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+    return dim, group_size
+
+
+def _parameter_shape(shape: torch.Size, dim: int | None, group_size: int | None) -> tuple:
+    """The shape of the scale for a tensor of `shape` (see the module docstring)."""
+    if group_size is not None:
+        return (*shape[:-1], shape[-1] // group_size, 1)
+    if dim is not None:
+        return tuple(n if axis == dim else 1 for axis, n in enumerate(shape))
+    return ()
+
+
+def _check_fits(r: torch.Tensor, scale: torch.Tensor, dim, group_size, name: str) -> None:
+    """Raise ValueError unless the parameters were made for a tensor of r's shape."""
+    if group_size is not None:
+        _check_group_size(r, group_size)
+    if dim is not None and not 0 <= dim < max(r.ndim, 1):
+        raise ValueError(
+            f"the parameters are per-channel along dim {dim}, but {name} is {r.ndim}-d"
+        )
+    expected = _parameter_shape(r.shape, dim, group_size)
+    if tuple(scale.shape) != expected:
+        raise ValueError(
+            f"the parameters have scale shape {tuple(scale.shape)}, but {name} of shape "
+            f"{tuple(r.shape)} needs {expected}; compute them from this tensor with "
+            "get_scale_and_zero_point"
+        )
+
+
+# ---------------------------------------------------------------- the integer grid
 
 
 def integer_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -126,6 +169,7 @@ def integer_range(bits: int, symmetric: bool) -> tuple[int, int]:
     integer_range(4, symmetric=True) == (-7, 7).
     """
     _check_bits(bits)
+    check_bool(symmetric, "symmetric")
     if symmetric:
         q_max = 2 ** (bits - 1) - 1
         return -q_max, q_max
@@ -137,6 +181,95 @@ def _integer_dtype(bits: int, symmetric: bool) -> torch.dtype:
     if bits == 8:
         return torch.int8 if symmetric else torch.uint8
     return torch.int32
+
+
+def _compute_dtype(dtype: torch.dtype, bits: int) -> torch.dtype:
+    """The dtype r / s and s * (q - z) are computed in: r's own dtype when its significand holds
+    every integer of the k-bit grid exactly (as optimum-quanto and torch compute, so the
+    integers match theirs), float32 otherwise (16-bit grids in float16 or bfloat16).
+
+    Example: bfloat16 (8 significant bits) for 8-bit grids; float32 for a 16-bit grid.
+    """
+    significand_bits = -round(math.log2(torch.finfo(dtype).eps)) + 1  # eps = 2**-(p - 1)
+    return dtype if significand_bits >= bits else torch.promote_types(dtype, torch.float32)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Everything needed to quantize and dequantize: one value, not loose pieces.
+
+    scale: positive and finite, shaped as in the module docstring (0-d per tensor);
+    zero_point: int32, the same shape, whole numbers in [q_min, q_max] (all 0 if symmetric);
+        an int is accepted and used for every scale;
+    bits, symmetric: the integer grid, integer_range(bits, symmetric) = (q_min, q_max);
+    dim: the per-channel axis, or None; group_size: the per-group size, or None.
+
+    Example: QuantParams(scale=torch.tensor(4 / 255), zero_point=torch.tensor(64), bits=8,
+    symmetric=False) is the grid of r = [-1.0, 0.5, 3.0]: q_min, q_max = 0, 255.
+    A QuantParams cannot be unpacked (`s, z = params` raises TypeError): pass it whole.
+    """
+
+    scale: torch.Tensor
+    zero_point: torch.Tensor | int
+    bits: int
+    symmetric: bool
+    dim: int | None = None
+    group_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits)
+        check_bool(self.symmetric, "symmetric")
+        scale = check_float_tensor(self.scale, "scale")
+        if not bool((scale > 0).all()):
+            raise ValueError(
+                "scale must be positive everywhere; a zero or negative step has no grid"
+            )
+        zero_point = self.zero_point
+        if isinstance(zero_point, int) and not isinstance(zero_point, bool):
+            zero_point = torch.full_like(scale, zero_point, dtype=torch.int32)  # one z for all
+        zero_point = check_tensor(zero_point, "zero_point")
+        if zero_point.is_complex() or zero_point.dtype == torch.bool:
+            raise TypeError(f"zero_point must be an integer tensor, got {zero_point.dtype}")
+        if zero_point.shape != scale.shape:
+            raise ValueError(
+                f"zero_point has shape {tuple(zero_point.shape)} but scale has "
+                f"{tuple(scale.shape)}: give one zero point per scale"
+            )
+        q_min, q_max = integer_range(self.bits, self.symmetric)
+        whole = bool((zero_point == torch.round(zero_point.double())).all())
+        inside = bool(((zero_point >= q_min) & (zero_point <= q_max)).all())
+        if not (whole and inside):
+            raise ValueError(f"zero_point must hold whole numbers in [{q_min}, {q_max}]")
+        if self.symmetric and bool((zero_point != 0).any()):
+            raise ValueError("a symmetric grid has zero_point 0; use symmetric=False for others")
+        if self.dim is not None and self.group_size is not None:
+            raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+        if self.dim is not None:
+            check_int(self.dim, "dim", minimum=0)
+        if self.group_size is not None:
+            check_int(self.group_size, "group_size", minimum=1)
+        object.__setattr__(self, "zero_point", zero_point.to(torch.int32))
+
+    @property
+    def q_min(self) -> int:
+        """The smallest integer of the grid."""
+        return integer_range(self.bits, self.symmetric)[0]
+
+    @property
+    def q_max(self) -> int:
+        """The largest integer of the grid."""
+        return integer_range(self.bits, self.symmetric)[1]
+
+    @property
+    def integer_dtype(self) -> torch.dtype:
+        """The dtype of the integers: int8 / uint8 at 8 bits, int32 at other widths."""
+        return _integer_dtype(self.bits, self.symmetric)
+
+    def __iter__(self):
+        raise TypeError(
+            "QuantParams is one value: pass it whole, e.g. q = linear_quantize(r, params); "
+            "read its parts as params.scale and params.zero_point"
+        )
 
 
 def _grouped(r: torch.Tensor, group_size: int | None) -> torch.Tensor:
@@ -178,8 +311,16 @@ def _floor_scale(scale: torch.Tensor) -> torch.Tensor:
     are raised too, which makes their grid coarser than it could be; weights are never that
     small in practice.
     """
-    eps = torch.finfo(torch.float32).eps  # 2**-23, torch.ao's default floor
-    return torch.clamp(scale, min=eps)
+    return torch.clamp(scale, min=_SCALE_FLOOR)
+
+
+def _step(r_min: torch.Tensor, r_max: torch.Tensor, levels: int) -> torch.Tensor:
+    """(r_max - r_min) / levels in r's dtype, as torch.ao's observers compute it; where the
+    difference overflows (a float32 range of +-3e38, a float16 range of +-6e4) it is taken in
+    float64 and divided there, so the step is always finite."""
+    step = (r_max - r_min) / levels
+    wide = ((r_max.double() - r_min.double()) / levels).to(r_min.dtype)
+    return torch.where(torch.isfinite(step), step, wide)
 
 
 # ---------------------------------------------------------------- the affine (zero-point) form
@@ -191,7 +332,7 @@ def get_scale_and_zero_point(
     symmetric: bool = False,
     dim: int | None = None,
     group_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> QuantParams:
     """Scale s and integer zero point z that map r's range onto the k-bit integers.
 
     Asymmetric (Jacob et al., 2018): the range is widened to contain 0,
@@ -208,68 +349,103 @@ def get_scale_and_zero_point(
     Example: r = [-1.0, 0.5, 3.0], bits=8, asymmetric: s = 4 / 255 = 0.015686,
     z = 0 - round(-1.0 / 0.015686) = round(63.75) = 64. Symmetric: s = 3 / 127 = 0.023622, z = 0.
 
-    Returns (scale in r's dtype, zero_point as int32), both of the same shape.
+    Returns a QuantParams: scale in r's dtype, zero_point int32, both of the same shape.
     """
-    _check_real(r)
+    check_float_tensor(r, "r")
     _check_bits(bits)
-    dim = _check_dim(r, dim)
-    _check_group_size(r, group_size)
-    if dim is not None and group_size is not None:
-        raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+    check_bool(symmetric, "symmetric")
+    dim, group_size = _check_granularity(r, dim, group_size)
     q_min, q_max = integer_range(bits, symmetric)
-    r_min, r_max = _range(r, dim, group_size)
+    r_min, r_max = _range(r.detach(), dim, group_size)
     if symmetric:
         abs_max = torch.maximum(r_min.abs(), r_max.abs())
         scale = _floor_scale(abs_max / q_max)
-        return scale, torch.zeros_like(scale, dtype=torch.int32)
-    r_min = torch.clamp(r_min, max=0.0)  # widen the range to contain 0
-    r_max = torch.clamp(r_max, min=0.0)
-    scale = _floor_scale((r_max - r_min) / (q_max - q_min))
-    zero_point = q_min - torch.round(r_min / scale)
-    return scale, torch.clamp(zero_point, q_min, q_max).to(torch.int32)
+        zero_point = torch.zeros_like(scale, dtype=torch.int32)
+    else:
+        r_min = torch.clamp(r_min, max=0.0)  # widen the range to contain 0
+        r_max = torch.clamp(r_max, min=0.0)
+        scale = _floor_scale(_step(r_min, r_max, q_max - q_min))
+        compute = _compute_dtype(r.dtype, bits)
+        zero_point = q_min - torch.round(r_min.to(compute) / scale.to(compute))
+        zero_point = torch.clamp(zero_point, q_min, q_max).to(torch.int32)
+    return QuantParams(scale, zero_point, bits, symmetric, dim, group_size)
 
 
-def linear_quantize(
-    r: torch.Tensor,
-    scale: torch.Tensor,
-    zero_point: torch.Tensor | int,
-    bits: int = 8,
-    symmetric: bool = False,
-    group_size: int | None = None,
-) -> torch.Tensor:
-    """Quantize: q = clamp(round(r / s) + z, q_min, q_max).
+def linear_quantize(r: torch.Tensor, params: QuantParams) -> torch.Tensor:
+    """Quantize: q = clamp(round(r / s) + z, q_min, q_max), with s, z, q_min, q_max from params.
 
-    round is torch.round, which rounds halves to even (2.5 -> 2, 3.5 -> 4). The integer range
-    is `integer_range(bits, symmetric)`; the result is int8 (symmetric) or uint8 (asymmetric)
-    for 8 bits and int32 for every other width. Pass the `symmetric` and `group_size` used to
-    get the scale.
+    round is torch.round, which rounds halves to even (2.5 -> 2, 3.5 -> 4). The result is
+    params.integer_dtype: int8 (symmetric) or uint8 (asymmetric) at 8 bits, int32 otherwise.
 
     Example: r = [-1.0, 0.5, 3.0], s = 4 / 255, z = 64: r / s = [-63.75, 31.875, 191.25],
     rounded [-64, 32, 191], plus z: q = [0, 96, 255] (uint8).
     """
-    _check_real(r)
-    q_min, q_max = integer_range(bits, symmetric)
-    r_view = _grouped(r, group_size)  # (..., n // g, g) so that scale (..., n // g, 1) fits
-    q = torch.round(r_view / scale) + zero_point
-    q = torch.clamp(q, q_min, q_max)
-    return q.reshape(r.shape).to(_integer_dtype(bits, symmetric))
+    check_float_tensor(r, "r")
+    _check_params(params, QuantParams)
+    _check_fits(r, params.scale, params.dim, params.group_size, "r")
+    compute = _compute_dtype(r.dtype, params.bits)
+    r_view = _grouped(r.detach(), params.group_size).to(compute)  # scale (..., n // g, 1) fits
+    q = torch.round(r_view / params.scale.to(compute)) + params.zero_point
+    q = torch.clamp(q, params.q_min, params.q_max)
+    return q.reshape(r.shape).to(params.integer_dtype)
 
 
-def linear_dequantize(
-    q: torch.Tensor,
-    scale: torch.Tensor,
-    zero_point: torch.Tensor | int,
-    group_size: int | None = None,
-) -> torch.Tensor:
+def linear_dequantize(q: torch.Tensor, params: QuantParams) -> torch.Tensor:
     """Dequantize: r ~ s * (q - z), in the scale's dtype.
 
     Example: q = [0, 96, 255], s = 4 / 255, z = 64: s * [-64, 32, 191] = [-1.0039, 0.5020, 2.9961].
     """
-    if q.is_floating_point():
-        raise TypeError(f"q must be an integer tensor, got {q.dtype}")
-    q_view = _grouped(q, group_size)  # (..., n // g, g), as in linear_quantize
-    r_hat = scale * (q_view.to(scale.dtype) - zero_point)
-    return r_hat.reshape(q.shape)
+    check_integer_tensor(q, "q")
+    _check_params(params, QuantParams)
+    _check_fits(q, params.scale, params.dim, params.group_size, "q")
+    compute = _compute_dtype(params.scale.dtype, params.bits)
+    q_view = _grouped(q, params.group_size).to(compute)  # (..., n // g, g), as in linear_quantize
+    r_hat = params.scale.to(compute) * (q_view - params.zero_point)
+    return r_hat.reshape(q.shape).to(params.scale.dtype)
+
+
+def _check_params(params: object, expected: type) -> None:
+    if not isinstance(params, expected):
+        how = "get_scale_and_zero_point" if expected is QuantParams else "get_scale_and_offset"
+        raise TypeError(
+            f"params must be a {expected.__name__} (from {how}), got {type(params).__name__}"
+        )
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """Integers q and the QuantParams that read them back: r ~ s * (q - z).
+
+    Example: quantize_tensor(torch.tensor([-1.0, 0.5, 3.0])) holds q = [0, 96, 255] (uint8)
+    and params with s = 4 / 255, z = 64; .dequantize() gives [-1.0039, 0.5020, 2.9961].
+    """
+
+    q: torch.Tensor
+    params: QuantParams
+
+    def __post_init__(self) -> None:
+        check_integer_tensor(self.q, "q")
+        _check_params(self.params, QuantParams)
+        _check_fits(self.q, self.params.scale, self.params.dim, self.params.group_size, "q")
+
+    def dequantize(self) -> torch.Tensor:
+        """The float tensor these integers stand for, s * (q - z)."""
+        return linear_dequantize(self.q, self.params)
+
+
+def quantize_tensor(
+    r: torch.Tensor,
+    bits: int = 8,
+    symmetric: bool = False,
+    dim: int | None = None,
+    group_size: int | None = None,
+) -> QuantizedTensor:
+    """Parameters from r's range, then the integers: the two steps of Lesson 4 in one call.
+
+    Example: quantize_tensor(torch.tensor([-1.0, 0.5, 3.0])).q == [0, 96, 255] (uint8).
+    """
+    params = get_scale_and_zero_point(r, bits, symmetric, dim, group_size)
+    return QuantizedTensor(linear_quantize(r, params), params)
 
 
 def fake_quantize(
@@ -281,15 +457,49 @@ def fake_quantize(
 ) -> torch.Tensor:
     """Quantize r and dequantize it again: r_hat = s * (clamp(round(r / s) + z, ...) - z).
 
-    The three calls in a row, for measuring what quantization does to a tensor.
+    For measuring what quantization does to a tensor.
     Example: fake_quantize(tensor([-1.0, 0.5, 3.0])) == [-1.0039, 0.5020, 2.9961].
     """
-    scale, zero_point = get_scale_and_zero_point(r, bits, symmetric, dim, group_size)
-    q = linear_quantize(r, scale, zero_point, bits, symmetric, group_size)
-    return linear_dequantize(q, scale, zero_point, group_size)
+    return quantize_tensor(r, bits, symmetric, dim, group_size).dequantize()
 
 
 # ---------------------------------------------------------------- the notes' min-max form
+
+
+@dataclass(frozen=True)
+class OffsetParams:
+    """The original notes' parameters: scale s, float offset r_min, bits, axis or group.
+
+    Example: r = [-1.0, 0.5, 3.0] at 8 bits: OffsetParams(scale=4 / 255, offset=-1.0, bits=8).
+    The integers are unsigned, [0, 2**k - 1].
+    """
+
+    scale: torch.Tensor
+    offset: torch.Tensor
+    bits: int
+    dim: int | None = None
+    group_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits)
+        scale = check_float_tensor(self.scale, "scale")
+        if not bool((scale > 0).all()):
+            raise ValueError(
+                "scale must be positive everywhere; a zero or negative step has no grid"
+            )
+        offset = check_float_tensor(self.offset, "offset")
+        if offset.shape != scale.shape:
+            raise ValueError(
+                f"offset has shape {tuple(offset.shape)} but scale has {tuple(scale.shape)}"
+            )
+        if self.dim is not None and self.group_size is not None:
+            raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+
+    def __iter__(self):
+        raise TypeError(
+            "OffsetParams is one value: pass it whole, e.g. q = offset_quantize(r, params); "
+            "read its parts as params.scale and params.offset"
+        )
 
 
 def get_scale_and_offset(
@@ -297,8 +507,8 @@ def get_scale_and_offset(
     bits: int = 8,
     dim: int | None = None,
     group_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed notes' parameters: s = (r_max - r_min) / (2**k - 1) and the float offset r_min.
+) -> OffsetParams:
+    """The original notes' parameters: s = (r_max - r_min) / (2**k - 1) and the float offset r_min.
 
     Unlike the zero-point form, the range is exactly [min(r), max(r)] (not widened to contain
     0), so the grid spends all 2**k levels on the data, but real 0 usually falls between two
@@ -306,55 +516,46 @@ def get_scale_and_offset(
     the floor s = 2**-23 (float32's eps) instead of 0, so q = 0 and the offset gives it back.
 
     Example: r = [-1.0, 0.5, 3.0], bits=8: s = 4 / 255 = 0.015686, offset = -1.0.
-    Returns (scale, offset), both in r's dtype and shaped as in the module docstring.
+    Returns an OffsetParams, scale and offset in r's dtype, shaped as in the module docstring.
     """
-    _check_real(r)
+    check_float_tensor(r, "r")
     _check_bits(bits)
-    dim = _check_dim(r, dim)
-    _check_group_size(r, group_size)
-    if dim is not None and group_size is not None:
-        raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+    dim, group_size = _check_granularity(r, dim, group_size)
     q_min, q_max = integer_range(bits, symmetric=False)
-    r_min, r_max = _range(r, dim, group_size)
-    scale = _floor_scale((r_max - r_min) / (q_max - q_min))
-    return scale, r_min
+    r_min, r_max = _range(r.detach(), dim, group_size)
+    scale = _floor_scale(_step(r_min, r_max, q_max - q_min))
+    return OffsetParams(scale, r_min, bits, dim, group_size)
 
 
-def offset_quantize(
-    r: torch.Tensor,
-    scale: torch.Tensor,
-    offset: torch.Tensor,
-    bits: int = 8,
-    group_size: int | None = None,
-) -> torch.Tensor:
+def offset_quantize(r: torch.Tensor, params: OffsetParams) -> torch.Tensor:
     """The notes' quantizer: q = clamp(round((r - r_min) / s), 0, 2**k - 1).
 
     Example: r = [-1.0, 0.0, 3.0], s = 4 / 255, r_min = -1.0: (r - r_min) / s =
     [0, 63.75, 255], q = [0, 64, 255] (uint8 for 8 bits, int32 otherwise).
     """
-    _check_real(r)
-    q_min, q_max = integer_range(bits, symmetric=False)
-    r_view = _grouped(r, group_size)  # (..., n // g, g) so that scale (..., n // g, 1) fits
-    q = torch.clamp(torch.round((r_view - offset) / scale), q_min, q_max)
-    return q.reshape(r.shape).to(_integer_dtype(bits, symmetric=False))
+    check_float_tensor(r, "r")
+    _check_params(params, OffsetParams)
+    _check_fits(r, params.scale, params.dim, params.group_size, "r")
+    q_min, q_max = integer_range(params.bits, symmetric=False)
+    compute = torch.float64  # r - r_min can exceed the float32 range for extreme data
+    r_view = _grouped(r.detach(), params.group_size).to(compute)
+    q = torch.round((r_view - params.offset.to(compute)) / params.scale.to(compute))
+    q = torch.clamp(q, q_min, q_max)
+    return q.reshape(r.shape).to(_integer_dtype(params.bits, symmetric=False))
 
 
-def offset_dequantize(
-    q: torch.Tensor,
-    scale: torch.Tensor,
-    offset: torch.Tensor,
-    group_size: int | None = None,
-) -> torch.Tensor:
+def offset_dequantize(q: torch.Tensor, params: OffsetParams) -> torch.Tensor:
     """The notes' dequantizer: r ~ s * q + r_min.
 
     Example: q = [0, 64, 255], s = 4 / 255, r_min = -1.0: [-1.0, 0.003922, 3.0]; real 0
     comes back as 0.0039 = s / 4 because it fell a quarter step from a grid level.
     """
-    if q.is_floating_point():
-        raise TypeError(f"q must be an integer tensor, got {q.dtype}")
-    q_view = _grouped(q, group_size)  # (..., n // g, g), as in offset_quantize
-    r_hat = scale * q_view.to(scale.dtype) + offset
-    return r_hat.reshape(q.shape)
+    check_integer_tensor(q, "q")
+    _check_params(params, OffsetParams)
+    _check_fits(q, params.scale, params.dim, params.group_size, "q")
+    q_view = _grouped(q, params.group_size).double()  # (..., n // g, g), as in offset_quantize
+    r_hat = params.scale.double() * q_view + params.offset.double()  # float64: s * q < 2**1024
+    return r_hat.reshape(q.shape).to(params.scale.dtype)
 
 
 def offset_fake_quantize(
@@ -367,9 +568,8 @@ def offset_fake_quantize(
 
     Example: offset_fake_quantize(tensor([-1.0, 0.0, 3.0])) == [-1.0, 0.003922, 3.0].
     """
-    scale, offset = get_scale_and_offset(r, bits, dim, group_size)
-    q = offset_quantize(r, scale, offset, bits, group_size)
-    return offset_dequantize(q, scale, offset, group_size)
+    params = get_scale_and_offset(r, bits, dim, group_size)
+    return offset_dequantize(offset_quantize(r, params), params)
 
 
 # ---------------------------------------------------------------- measuring the error
@@ -390,22 +590,27 @@ class QuantizationError:
 def quantization_error(r: torch.Tensor, r_hat: torch.Tensor) -> QuantizationError:
     """MSE = mean((r - r_hat)**2) and SQNR in dB, computed in float64.
 
-    SQNR is +inf when r_hat == r exactly. Example: r = [1.0, -1.0], r_hat = [0.9, -1.1]:
-    MSE = 0.01, SQNR = 10 * log10(2 / 0.02) = 20.0 dB.
+    SQNR is +inf when r_hat == r exactly. Both are computed on r / m and r_hat / m with
+    m = max(|r|, |r_hat|), so that squares of values near float64's limit (1e200) do not
+    overflow; the MSE is scaled back by m**2 (and is inf only if the true MSE exceeds float64).
+    Example: r = [1.0, -1.0], r_hat = [0.9, -1.1]: MSE = 0.01,
+    SQNR = 10 * log10(2 / 0.02) = 20.0 dB.
     """
-    _check_real(r)
-    _check_real(r_hat, "r_hat")
+    check_float_tensor(r, "r")
+    check_float_tensor(r_hat, "r_hat")
     if r.shape != r_hat.shape:
         raise ValueError(f"r and r_hat must have the same shape: {r.shape} vs {r_hat.shape}")
-    r64, r_hat64 = r.double(), r_hat.double()
-    noise_power = ((r64 - r_hat64) ** 2).sum().item()
-    signal_power = (r64**2).sum().item()
-    mse = noise_power / r.numel()
-    sqnr_db = (
-        float("inf")
-        if noise_power == 0
-        else 10 * torch.log10(torch.tensor(signal_power / noise_power, dtype=torch.float64)).item()
-    )
+    r64, r_hat64 = r.detach().double(), r_hat.detach().double()
+    m = max(r64.abs().max().item(), r_hat64.abs().max().item()) or 1.0  # 1.0 for all zeros
+    noise_power = (((r64 - r_hat64) / m) ** 2).sum().item()  # in units of m**2
+    signal_power = ((r64 / m) ** 2).sum().item()
+    mse = noise_power / r.numel() * m * m if noise_power else 0.0
+    if noise_power == 0:
+        sqnr_db = float("inf")
+    elif signal_power == 0:
+        sqnr_db = float("-inf")  # all signal is noise: r is all zeros, r_hat is not
+    else:
+        sqnr_db = 10 * math.log10(signal_power / noise_power)
     return QuantizationError(mse=mse, sqnr_db=sqnr_db)
 
 
@@ -448,12 +653,14 @@ def clipped_fake_quantize(r: torch.Tensor, threshold: float, bits: int = 8) -> t
     comes back as +-threshold. Example, 8 bits: r = [0.01, 0.5, 3.0], threshold 1.27:
     s = 0.01, q = [1, 50, 127], r_hat = [0.01, 0.5, 1.27].
     """
-    if not threshold > 0:
-        raise ValueError(f"threshold must be positive, got {threshold!r}")
+    check_float_tensor(r, "r")
+    threshold = check_real(threshold, "threshold", 0.0, strict_minimum=True)
     q_max = integer_range(bits, symmetric=True)[1]
-    scale = torch.tensor(threshold / q_max, dtype=r.dtype)
-    q = linear_quantize(r, scale, 0, bits, symmetric=True)
-    return linear_dequantize(q, scale, 0)
+    scale = _floor_scale(torch.tensor(threshold / q_max, dtype=torch.float64).to(r.dtype))
+    if not torch.isfinite(scale):
+        raise ValueError(f"threshold {threshold} is too large for {r.dtype}; clip at a smaller one")
+    params = QuantParams(scale, torch.tensor(0), bits, symmetric=True)
+    return linear_dequantize(linear_quantize(r, params), params)
 
 
 def clipping_sweep(
@@ -470,8 +677,12 @@ def clipping_sweep(
     c = absmax = 50, best 4.8 dB at c = 7; the clipped outlier's own error (43) then dominates.
     Returns (thresholds (n,), sqnr_db (n,)), both float64.
     """
-    _check_real(r)
-    abs_max = r.abs().max().double()
+    check_float_tensor(r, "r")
+    _check_bits(bits)
+    check_int(n_thresholds, "n_thresholds", minimum=1)
+    abs_max = r.detach().abs().max().double()
+    if abs_max == 0:
+        raise ValueError("r is all zeros: there is no range to clip")
     thresholds = abs_max * torch.arange(1, n_thresholds + 1, dtype=torch.float64) / n_thresholds
     sqnr_db = [
         quantization_error(r, clipped_fake_quantize(r, c.item(), bits)).sqnr_db for c in thresholds
@@ -491,17 +702,16 @@ def pack_weights(q: torch.Tensor, bits: int) -> torch.Tensor:
     Values must lie in [0, 2**k - 1]; shift signed values by 2**(k-1) first. optimum-quanto
     packs along the first axis instead; the saving (a factor 8 // bits) is the same.
     """
-    if bits not in (2, 4):
+    if isinstance(bits, bool) or bits not in (2, 4):
         raise ValueError(f"pack_weights packs 2-bit or 4-bit values, got bits={bits!r}")
-    if q.is_floating_point() or q.dtype == torch.bool:
-        raise TypeError(f"q must be an integer tensor, got {q.dtype}")
+    check_integer_tensor(q, "q")
     per_byte = 8 // bits
     if q.ndim == 0 or q.shape[-1] % per_byte != 0:
         raise ValueError(
             f"the last dimension must be a multiple of {per_byte} to pack {bits}-bit values; "
             f"got shape {tuple(q.shape)} (pad it first)"
         )
-    if q.min() < 0 or q.max() > 2**bits - 1:
+    if q.numel() and (q.min() < 0 or q.max() > 2**bits - 1):
         raise ValueError(
             f"values must lie in [0, {2**bits - 1}] to fit in {bits} bits; "
             f"shift signed values by {2 ** (bits - 1)} first"
@@ -516,8 +726,9 @@ def unpack_weights(packed: torch.Tensor, bits: int) -> torch.Tensor:
 
     Example, 2 bits: 177 = 0b10110001 -> [1, 0, 3, 2]. The last axis grows by 8 // bits.
     """
-    if bits not in (2, 4):
+    if isinstance(bits, bool) or bits not in (2, 4):
         raise ValueError(f"unpack_weights unpacks 2-bit or 4-bit values, got bits={bits!r}")
+    check_tensor(packed, "packed")
     if packed.dtype != torch.uint8:
         raise TypeError(f"packed must be a uint8 tensor, got {packed.dtype}")
     per_byte = 8 // bits

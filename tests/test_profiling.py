@@ -1,0 +1,144 @@
+"""Tests of tutorlib.profiling (Lesson 5): MAC counts, hooks, Amdahl, activation statistics."""
+
+import dataclasses
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tutorlib.layers import W8A8Linear
+from tutorlib.profiling import (
+    LayerSteps,
+    activation_stats,
+    amdahl_speedup,
+    bert_layer_label,
+    capture_linear_inputs,
+    is_linear_layer,
+    profile_linear_layers,
+    profile_w8a8_steps,
+)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "speedup", "expected"),
+    [(0.8, 4.0, 2.5), (0.0, 10.0, 1.0), (1.0, 4.0, 4.0), (0.5, 1.0, 1.0)],
+    ids=["textbook", "nothing-sped-up", "everything-sped-up", "no-gain"],
+)
+def test_amdahl_speedup(fraction: float, speedup: float, expected: float) -> None:
+    assert amdahl_speedup(fraction, speedup) == pytest.approx(expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(fraction=st.floats(0, 1), speedup=st.floats(1, 100))
+def test_amdahl_never_beats_the_serial_part(fraction: float, speedup: float) -> None:
+    whole = amdahl_speedup(fraction, speedup)
+    assert 1 <= whole * (1 + 1e-12) and whole <= speedup * (1 + 1e-12)
+    if fraction < 1:
+        assert whole <= 1 / (1 - fraction) * (1 + 1e-12)
+
+
+def test_amdahl_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        amdahl_speedup(1.5, 2.0)
+    with pytest.raises(ValueError):
+        amdahl_speedup(0.5, 0.0)
+
+
+def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
+    torch.manual_seed(0)
+    linear, x = nn.Linear(16, 32), torch.randn(3, 5, 16)  # any leading shape, as forward
+    steps = profile_w8a8_steps(linear, x, repeats=3)
+    assert isinstance(steps, LayerSteps)
+    times = dataclasses.asdict(steps)
+    assert set(times) == {"fp32", "w8a8", "quantize", "int_mm", "rescale", "torch_ao"}
+    assert all(math.isfinite(t) and t > 0 for t in times.values())
+
+
+@pytest.mark.parametrize(
+    ("linear", "x", "error"),
+    [
+        (nn.Conv1d(4, 4, 1), torch.randn(2, 4), TypeError),
+        (nn.Linear(4, 4), torch.randn(2, 5), ValueError),
+        (nn.Linear(4, 4), torch.ones(2, 4, dtype=torch.int64), ValueError),
+    ],
+    ids=["not-a-linear", "wrong-width", "integer-input"],
+)
+def test_profile_w8a8_steps_rejects_bad_input(linear: nn.Module, x: torch.Tensor, error) -> None:
+    with pytest.raises(error):
+        profile_w8a8_steps(linear, x, repeats=1)
+
+
+def test_is_linear_layer_recognises_every_kind_of_linear() -> None:
+    linear = nn.Linear(4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation warnings
+        dynamic = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(nn.Linear(4, 3)), {nn.Linear}, dtype=torch.qint8
+        )[0]
+    assert is_linear_layer(linear)
+    assert is_linear_layer(W8A8Linear.from_linear(linear))
+    assert is_linear_layer(dynamic)
+    assert not is_linear_layer(nn.LayerNorm(4))
+    assert not is_linear_layer(nn.Sequential(linear))
+
+
+def test_profile_linear_layers_counts_macs_and_removes_its_hooks() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(3, 5, 4)  # 15 vectors
+    profile = profile_linear_layers(model, lambda: model(x), repeats=3)
+    assert profile.macs == 15 * 4 * 8 + 15 * 8 * 2  # 480 + 240
+    # each call's linear time is part of its total, so the medians keep that order
+    assert 0 < profile.linear_seconds <= profile.total_seconds
+    assert 0 < profile.linear_fraction <= 1
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("encoder.layer.0.attention.self.query", "0 attention in"),
+        ("encoder.layer.5.attention.output.dense", "5 attention out"),
+        ("encoder.layer.3.intermediate.dense", "3 FFN up"),
+        ("encoder.layer.11.output.dense", "11 FFN down"),
+        ("pooler.dense", "pooler"),
+    ],
+    ids=["query", "attention-out", "ffn-up", "ffn-down", "pooler"],
+)
+def test_bert_layer_label(name: str, label: str) -> None:
+    assert bert_layer_label(name) == label
+
+
+def test_capture_linear_inputs_keeps_each_layers_rows() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(3, 5, 4)
+    outputs = []
+    inputs = capture_linear_inputs(model, lambda: outputs.append(model(x)))
+    assert torch.equal(outputs[0], model(x))  # the hooks only look: same output, same shape
+    assert list(inputs) == ["0", "2"]
+    assert torch.equal(inputs["0"], x.reshape(15, 4))
+    assert torch.equal(inputs["2"], torch.relu(model[0](x)).detach().reshape(15, 8))
+    assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_activation_stats_by_hand() -> None:
+    # One outlier row sets the per-tensor scale s = 100 / 127 for both rows:
+    # row 0 [1.0, 0.25] -> q [1, 0] -> [0.7874, 0.0]. Per token, row 0 gets s = 1 / 127:
+    # 0.25 * 127 = 31.75 -> 32 -> 0.251969. Row 1 [100, 0] is exact either way.
+    rows = torch.tensor([[1.0, 0.25], [100.0, 0.0]])
+    stats = activation_stats("toy", rows)
+    signal = 1.0 + 0.25**2 + 100.0**2
+    tensor_noise = (1.0 - 100 / 127) ** 2 + 0.25**2
+    token_noise = (0.25 - 32 / 127) ** 2
+    assert stats.layer == "toy"
+    assert stats.abs_max == 100.0
+    assert stats.median_token_abs_max == 1.0  # torch's median of [1, 100] is the lower one
+    assert stats.sqnr_per_tensor_db == pytest.approx(
+        10 * math.log10(signal / tensor_noise), abs=1e-3
+    )
+    assert stats.sqnr_per_token_db == pytest.approx(10 * math.log10(signal / token_noise), abs=0.05)

@@ -1,0 +1,157 @@
+"""Argument checks shared by every module, and the one dtype-name helper.
+
+Each public function of tutorlib checks its arguments once, at the top, with one short call to
+a function here; the formula below the check then stays as plain as the lesson's equation. A
+check raises TypeError (wrong kind of value) or ValueError (right kind, unusable value) with a
+message that names the argument and says what to pass instead.
+
+Left out on purpose: checks that only one function needs (they stay next to it), and any
+silent repair of bad input (no clamping, no casting behind the caller's back).
+"""
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "dtype_name",
+    "check_tensor",
+    "check_float_tensor",
+    "check_integer_tensor",
+    "check_int",
+    "check_real",
+    "check_bool",
+    "check_choice",
+    "check_axis",
+    "check_names",
+]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The dtype's name without the ``torch.`` prefix, e.g. ``torch.bfloat16 -> "bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def check_tensor(value: object, name: str) -> torch.Tensor:
+    """Raise TypeError unless `value` is a torch.Tensor; return it."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(value).__name__}; "
+            f"wrap it first, e.g. torch.tensor({name})"
+        )
+    return value
+
+
+def check_float_tensor(
+    value: object, name: str, *, allow_empty: bool = False, finite: bool = True
+) -> torch.Tensor:
+    """A real floating-point tensor: not complex, not integer or bool, non-empty, finite.
+
+    Example: check_float_tensor(torch.tensor([1, 2]), "r") raises TypeError naming r and
+    suggesting r.float().
+    """
+    tensor = check_tensor(value, name)
+    if not tensor.is_floating_point():
+        raise TypeError(
+            f"{name} must be a real floating-point tensor, got {tensor.dtype}; "
+            f"convert it first, e.g. {name}.float()"
+        )
+    if tensor.numel() == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}): give at least one value")
+    if finite and not bool(torch.isfinite(tensor.detach()).all()):
+        raise ValueError(
+            f"{name} contains NaN or inf; remove or replace those values first "
+            "(e.g. with torch.nan_to_num)"
+        )
+    return tensor
+
+
+def check_integer_tensor(value: object, name: str) -> torch.Tensor:
+    """An integer tensor (not bool, not float): the integers of a quantized tensor."""
+    tensor = check_tensor(value, name)
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must be an integer tensor (int8, uint8, int32, ...), got {tensor.dtype}"
+        )
+    return tensor
+
+
+def check_int(
+    value: object, name: str, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """An int (not a bool, not a float such as 2.0 or 2.5) within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum == 1 and maximum is None and value < 1:
+        raise ValueError(f"{name} must be a positive int (>= 1), got {value}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    return value
+
+
+def check_real(
+    value: object,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    strict_minimum: bool = False,
+) -> float:
+    """A finite real number (int or float, not bool, not NaN or inf) within the given bounds.
+
+    With strict_minimum=True the minimum itself is refused (for "must be positive").
+    Example: check_real(0.0, "seconds", 0.0, strict_minimum=True) raises ValueError.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    below = minimum is not None and (number <= minimum if strict_minimum else number < minimum)
+    if below or (maximum is not None and number > maximum):
+        if strict_minimum and minimum == 0 and maximum is None:
+            raise ValueError(f"{name} must be positive (> 0), got {number}")
+        relation = ">" if strict_minimum else ">="
+        bounds = [f"{relation} {minimum}"] if minimum is not None else []
+        bounds += [f"<= {maximum}"] if maximum is not None else []
+        raise ValueError(f"{name} must be {' and '.join(bounds)}, got {number}")
+    return number
+
+
+def check_bool(value: object, name: str) -> bool:
+    """True or False, nothing else (a string such as "no" is truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Sequence[object]) -> object:
+    """One of `choices` (compared with ==), e.g. an accumulation mode."""
+    if isinstance(value, list | dict | set) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_axis(value: object, name: str, ndim: int) -> int:
+    """An axis of a tensor with `ndim` dimensions, returned non-negative."""
+    axis = check_int(value, name)
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name}={axis} is out of range for a tensor with {ndim} dimensions; "
+            f"use an axis in [-{ndim}, {ndim - 1}]"
+        )
+    return axis % ndim
+
+
+def check_names(value: object, name: str) -> tuple[str, ...]:
+    """A sequence of strings, and not a single string (which would iterate as letters)."""
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a sequence of names, e.g. ({value!r},), not one string")
+    if not isinstance(value, Sequence) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{name} must be a sequence of strings, got {value!r}")
+    return tuple(value)
