@@ -3,6 +3,7 @@
 #   make test       every check (unit tests, notebooks, site, browser, lint)
 #   make notebooks  re-execute the notebooks in place (NB=notebooks/02_*.ipynb for one)
 #   make nbval      re-run the notebooks and compare every stored output, as make test does
+#   make exercises  learner copies of the notebooks (solutions stubbed) into _build/exercises
 #   make bench      the int8 inference benchmark of Lesson 5
 #   make serve      serve _build/html on http://127.0.0.1:8000
 #   make lab        JupyterLab in the course environment
@@ -29,7 +30,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Not set on purpose: MPLBACKEND (it would override the kernel's inline backend, and figures
 # would be stored as text instead of images).
 
-.PHONY: setup book test notebooks nbval bench serve lab lint format clean
+.PHONY: setup book test notebooks nbval exercises bench serve lab lint format clean
 
 setup: $(STAMP)
 
@@ -53,6 +54,11 @@ test: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	@# Every learner copy must run top to bottom with its stubs: "not solved yet", never an error.
+	$(MAKE) exercises
+	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir _build/exercises/executed \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 \
+		_build/exercises/*.ipynb
 
 notebooks: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
@@ -61,6 +67,10 @@ notebooks: setup
 nbval: setup
 	$(BIN)/python -m pytest $(NB) --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+exercises: setup
+	rm -rf _build/exercises
+	$(BIN)/python -m tutorlib.exercises.learner_copies notebooks _build/exercises
 
 bench: setup
 	$(BIN)/python benchmarks/int8_inference.py

@@ -1,0 +1,113 @@
+"""Lesson 5 exercises: the references agree with torch's int8 kernels; mistakes are named."""
+
+import pytest
+import torch
+
+from tutorlib.exercises import check
+from tutorlib.exercises.lesson5 import (
+    AMDAHL_SPEEDUP,
+    int8_matmul,
+    int32_headroom,
+    quantize_per_token,
+    w8a8_rescale,
+)
+
+
+def test_per_token_textbook_case():
+    q, scale = quantize_per_token(torch.tensor([[0.5, -1.27, 0.1]]))
+    assert q.tolist() == [[50, -127, 10]] and q.dtype == torch.int8
+    assert scale.shape == (1, 1) and scale.item() == pytest.approx(0.01)
+
+
+@pytest.mark.filterwarnings(
+    "ignore:torch.quantize_per_tensor:UserWarning"
+)  # deprecated, still right
+def test_per_token_agrees_with_quantize_per_channel():
+    x = torch.randn(6, 32, generator=torch.Generator().manual_seed(0))
+    q, scale = quantize_per_token(x)
+    zero = torch.zeros(6, dtype=torch.int64)
+    reference = torch.quantize_per_channel(x, scale[:, 0].double(), zero, 0, torch.qint8)
+    assert torch.equal(q, reference.int_repr())
+
+
+def test_int8_matmul_agrees_with_int_mm():
+    generator = torch.Generator().manual_seed(0)
+    x_q = torch.randint(-128, 128, (32, 64), generator=generator, dtype=torch.int8)
+    w_q = torch.randint(-128, 128, (16, 64), generator=generator, dtype=torch.int8)
+    assert torch.equal(int8_matmul(x_q, w_q), torch._int_mm(x_q, w_q.T.contiguous()))
+
+
+def test_rescale_textbook_case():
+    acc = torch.tensor([[5080]], dtype=torch.int32)
+    y = w8a8_rescale(acc, torch.tensor([[0.01]]), torch.tensor([0.02]), torch.tensor([0.5]))
+    assert y.item() == pytest.approx(1.516)
+
+
+def test_int32_headroom_from_iinfo():
+    assert int32_headroom(8) == torch.iinfo(torch.int32).max // torch.iinfo(torch.int8).min ** 2
+    assert int32_headroom(8) == 131_071
+
+
+def test_amdahl_value():
+    assert AMDAHL_SPEEDUP == pytest.approx(93 / (13 + 80 / 4.5))
+
+
+def _per_tensor(x):
+    scale = x.abs().max() / 127
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+def _per_feature(x):
+    scale = x.abs().amax(dim=0, keepdim=True) / 127
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+def _no_floor(x):
+    scale = x.abs().amax(dim=1, keepdim=True) / 127
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+def _floor(x):
+    scale = torch.clamp(x.abs().amax(dim=1, keepdim=True) / 127, min=torch.finfo().eps)
+    return torch.floor(x / scale).to(torch.int8), scale
+
+
+def _float_q(x):
+    q, scale = quantize_per_token(x)
+    return q.float(), scale
+
+
+WRONG = [
+    ("l5-per-token", _per_tensor, "per-tensor"),
+    ("l5-per-token", _per_feature, "one scale per token (row), not per feature"),
+    ("l5-per-token", _no_floor, "a row of zeros gets scale 0"),
+    ("l5-per-token", _floor, "round x / s to the nearest, not floor"),
+    ("l5-per-token", _float_q, "q should have dtype torch.int8"),
+    ("l5-per-token", lambda x: quantize_per_token(x)[0], "return a pair (q, scale)"),
+    ("l5-int8-matmul", lambda x, w: x @ w.T, "wrapped around"),
+    ("l5-int8-matmul", lambda x, w: (x.float() @ w.float().T).int(), "float32 holds integers"),
+    ("l5-int8-matmul", lambda x, w: x.long() @ w.long().T, "dtype torch.int32"),
+    ("l5-w8a8-rescale", lambda a, sx, sw, b: a * sx * sw, "add the bias b[o]"),
+    ("l5-w8a8-rescale", lambda a, sx, sw, b: sx * sw * (a + b), "add the bias after rescaling"),
+    ("l5-w8a8-rescale", lambda a, sx, sw, b: a * sx + b, "multiply by the weight scale"),
+    ("l5-w8a8-rescale", lambda a, sx, sw, b: a / (sx * sw) + b, "multiply by the scales"),
+    ("l5-int32-headroom", lambda k: (2**31 - 1) // (2 ** (k - 1) - 1) ** 2, "(-2^(k-1))^2"),
+    ("l5-int32-headroom", lambda k: 2**31 // 4 ** (k - 1), "2^31 - 1, not 2^31"),
+    ("l5-int32-headroom", lambda k: (2**31 - 1) / 4 ** (k - 1), "should be an integer"),
+    ("l5-amdahl", 4.5, "the speedup of the linear layers only"),
+    ("l5-amdahl", 93 / 13, "infinitely fast linear layers"),
+    ("l5-amdahl", 2.9, "the right result is 3.02"),
+]
+
+
+@pytest.mark.parametrize(
+    "exercise_id, answer, message", WRONG, ids=[f"{w[0]}-{w[2][:25]}" for w in WRONG]
+)
+def test_wrong_answers_get_their_own_message(exercise_id, answer, message):
+    feedback = check(exercise_id, answer)
+    assert not feedback.passed
+    assert message in feedback.message
+
+
+def test_amdahl_accepts_a_rounded_answer():
+    assert check("l5-amdahl", 3.02).passed

@@ -1,0 +1,269 @@
+"""Lesson 1 exercises: integer ranges, the three fields of a float, bytes per parameter.
+
+From recall (decode one bfloat16 bit pattern by hand) to implementation (the range of any
+k-bit integer type, the decoding formula of any float layout, the bytes of n parameters).
+
+Leaves out: subnormals, inf and NaN in the decoding exercises (Lesson 1 shows them with
+``tutorlib.dtypes.float_bits``); the checkers compare with that module's ``decode_fields``.
+"""
+
+import operator
+
+import torch
+
+from tutorlib.dtypes import decode_fields
+from tutorlib.exercises.core import (
+    Exercise,
+    Wrong,
+    call,
+    expect_callable,
+    expect_integer,
+    expect_number,
+    register,
+    same_number,
+    verify,
+)
+
+__all__ = ["integer_range", "decode_normal", "parameter_bytes"]
+
+
+# ---------------------------------------------------------------- l1-integer-range
+
+
+def integer_range(bits: int, signed: bool) -> tuple[int, int]:
+    """(q_min, q_max) of a k-bit integer type.
+
+    signed (two's complement): [-2**(k-1), 2**(k-1) - 1]; unsigned: [0, 2**k - 1].
+    Example: integer_range(8, True) == (-128, 127), integer_range(8, False) == (0, 255),
+    the same as torch.iinfo(torch.int8) and torch.iinfo(torch.uint8).
+    """
+    if signed:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+_RANGE_CASES = [(8, True), (8, False), (4, True), (4, False), (2, True), (16, False), (32, True)]
+_RANGE_CASES += [(64, True), (3, False), (5, True)]
+
+
+def _range_mistakes(bits: int, signed: bool) -> list[tuple[object, str]]:
+    half = 2 ** (bits - 1)
+    if signed:
+        return [
+            ((-half, half), "q_max is one too large: the top of a signed type is 2^(k-1) - 1"),
+            (
+                (-(half - 1), half - 1),
+                "that is the restricted symmetric range of Lesson 4; a two's complement type "
+                "also holds -2^(k-1)",
+            ),
+            ((-(2**bits), 2**bits - 1), "one of the k bits is the sign: use k - 1, not k"),
+            ((0, 2**bits - 1), "that is the unsigned range; signed=True asks for two's complement"),
+        ]
+    return [
+        ((0, 2**bits), "2^k instead of 2^k - 1: k bits count 2^k values, from 0 to 2^k - 1"),
+        ((-half, half - 1), "that is the signed range; signed=False starts at 0"),
+        ((1, 2**bits), "an unsigned type starts at 0, not 1"),
+    ]
+
+
+def _as_pair(value: object) -> tuple[int, int]:
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise Wrong(f"return a pair (q_min, q_max), got {type(value).__name__} {value!r:.60}")
+    return expect_integer(value[0], "q_min"), expect_integer(value[1], "q_max")
+
+
+def _check_integer_range(answer: object) -> str:
+    function = expect_callable(answer, 'check("l1-integer-range", integer_range)')
+    for bits, signed in _RANGE_CASES:
+        case = f"bits={bits}, signed={signed}"
+        got = _as_pair(call(function, bits, signed, case=case))
+        expected = integer_range(bits, signed)
+        verify(got, expected, _range_mistakes(bits, signed), operator.eq, case)
+    return (
+        f"right for {len(_RANGE_CASES)} hidden cases from 2 to 64 bits; "
+        "int8 holds -128 to 127 and uint8 0 to 255."
+    )
+
+
+register(
+    Exercise(
+        id="l1-integer-range",
+        lesson=1,
+        prompt="Write integer_range(bits, signed) -> (q_min, q_max) for a k-bit integer type.",
+        solution=integer_range,
+        checker=_check_integer_range,
+    )
+)
+
+
+# ---------------------------------------------------------------- l1-decode-bfloat16
+
+# bfloat16: 1 sign bit, 8 exponent bits (bias 127), 7 mantissa bits. The pattern to decode:
+_PATTERN = "1 10000001 1010000"  # sign 1, E = 129, M = 80
+DECODED_BFLOAT16 = decode_fields(1, 0b10000001, 0b1010000, torch.bfloat16)  # -6.5
+
+
+def _check_decode_bfloat16(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (6.5, "the magnitude is right; the sign bit 1 makes the number negative"),
+        (-2.5, "you dropped the implicit leading 1: a normal number is 2^(E - bias) (1 + M/2^m)"),
+        (-3.25, "the bias of bfloat16 is 127 (2^(8-1) - 1), not 128"),
+        (-5.25, "the mantissa has m = 7 bits: M/2^7 = 80/128, not 80/256"),
+        (-(1 + 80 / 128) * 2.0**129, "subtract the bias 127 from the exponent field 129"),
+    ]
+    # Exact: every bfloat16 number is a short binary fraction (here -13/2), written exactly in
+    # decimal and in float64, so no tolerance is needed.
+    verify(got, DECODED_BFLOAT16, mistakes, same_number(), f"the pattern {_PATTERN}")
+    return f"{_PATTERN} = -2^(129 - 127) × (1 + 80/128) = -4 × 1.625 = {DECODED_BFLOAT16:g}."
+
+
+register(
+    Exercise(
+        id="l1-decode-bfloat16",
+        lesson=1,
+        prompt=f"Which number does the bfloat16 bit pattern {_PATTERN} encode?",
+        solution=DECODED_BFLOAT16,
+        checker=_check_decode_bfloat16,
+    )
+)
+
+
+# ---------------------------------------------------------------- l1-decode-normal
+
+
+def decode_normal(
+    sign: int, biased_exponent: int, mantissa: int, exponent_bits: int, mantissa_bits: int
+) -> float:
+    """The normal number that the fields (s, E, M) encode in a layout of e and m bits.
+
+    bias = 2**(e - 1) - 1;  value = (-1)**s * 2**(E - bias) * (1 + M / 2**m).
+    Example: bfloat16 (e = 8, m = 7) fields (0, 125, 43) give 2**-2 * (1 + 43/128) = 0.333984375.
+    """
+    bias = 2 ** (exponent_bits - 1) - 1
+    fraction = mantissa / 2**mantissa_bits
+    return (-1.0) ** sign * 2.0 ** (biased_exponent - bias) * (1 + fraction)
+
+
+# (exponent_bits, mantissa_bits): bfloat16, float16, float32, float64, and the two float8 layouts
+_LAYOUTS = [(8, 7), (5, 10), (8, 23), (11, 52), (4, 3), (5, 2)]
+
+
+def _decode_cases() -> list[tuple[int, int, int, int, int]]:
+    """Seeded random normal fields (0 < E < 2**e - 1) of each layout, the first with s=1, M>0."""
+    generator = torch.Generator().manual_seed(1)
+    cases = [(1, 125, 43, 8, 7)]
+    for e, m in _LAYOUTS:
+        for _ in range(3):
+            sign = int(torch.randint(2, (1,), generator=generator))
+            exponent = int(
+                torch.randint(1, min(2**e - 1, 2 ** (e - 1) + 60), (1,), generator=generator)
+            )
+            mantissa = int(torch.randint(2 ** min(m, 62), (1,), generator=generator)) % 2**m
+            cases.append((sign, exponent, mantissa, e, m))
+    return cases
+
+
+def _decode_mistakes(s: int, E: int, M: int, e: int, m: int) -> list[tuple[object, str]]:
+    bias, sign = 2 ** (e - 1) - 1, (-1.0) ** s
+    return [
+        (sign * 2.0 ** (E - bias) * M / 2**m, "you dropped the implicit leading 1: (1 + M/2^m)"),
+        (
+            -sign * 2.0 ** (E - bias) * (1 + M / 2**m),
+            "the sign is wrong: multiply by (-1)^s, so s = 1 gives a negative number",
+        ),
+        (sign * 2.0 ** (E - 2 ** (e - 1)) * (1 + M / 2**m), "the bias is 2^(e-1) - 1, not 2^(e-1)"),
+        (
+            sign * 2.0 ** (E - bias) * (1 + M / 2 ** (m + 1)),
+            "divide the mantissa by 2^m, not 2^(m+1)",
+        ),
+        (
+            sign * 2.0 ** (E - bias) * (1 + M / (2**m - 1)),
+            "divide the mantissa by 2^m, not 2^m - 1",
+        ),
+    ]
+
+
+def _check_decode_normal(answer: object) -> str:
+    function = expect_callable(answer, 'check("l1-decode-normal", decode_normal)')
+    # Every value of these layouts is exact in float64; one ulp (2**-52 relative) allows a
+    # different but valid order of operations.
+    same = same_number(rel_tol=2.0**-52)
+    cases = _decode_cases()
+    for s, E, M, e, m in cases:
+        case = f"sign={s}, biased_exponent={E}, mantissa={M}, exponent_bits={e}, mantissa_bits={m}"
+        got = expect_number(call(function, s, E, M, e, m, case=case), "the decoded value")
+        verify(got, decode_normal(s, E, M, e, m), _decode_mistakes(s, E, M, e, m), same, case)
+    return (
+        f"right on {len(cases)} hidden fields of bfloat16, float16, float32, float64 and both "
+        "float8 layouts: (-1)^s 2^(E - bias) (1 + M/2^m) with bias = 2^(e-1) - 1."
+    )
+
+
+register(
+    Exercise(
+        id="l1-decode-normal",
+        lesson=1,
+        prompt="Write decode_normal(sign, biased_exponent, mantissa, exponent_bits, mantissa_bits)",
+        solution=decode_normal,
+        checker=_check_decode_normal,
+    )
+)
+
+
+# ---------------------------------------------------------------- l1-parameter-bytes
+
+
+def parameter_bytes(n_parameters: int, dtype: torch.dtype) -> int:
+    """Bytes to store n parameters of a dtype: n * bits / 8 = n * dtype.itemsize.
+
+    Example: parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000 (2 GB).
+    """
+    return n_parameters * dtype.itemsize
+
+
+_BYTES_CASES = [
+    (1_000_000_000, torch.bfloat16),
+    (22_713_216, torch.float32),
+    (123_456_789, torch.int8),
+    (7, torch.float16),
+    (5, torch.float8_e4m3fn),
+    (1_000_003, torch.float64),
+    (0, torch.int32),
+]
+
+
+def _bytes_mistakes(n: int, dtype: torch.dtype) -> list[tuple[object, str]]:
+    right = parameter_bytes(n, dtype)
+    return [
+        (n * dtype.itemsize * 8, "that is bits, not bytes: divide by 8"),
+        (n * 4, "every dtype does not take 4 bytes: use dtype.itemsize (or finfo/iinfo bits / 8)"),
+        (right / 1e9, "return bytes, not gigabytes"),
+        (right / 1e6, "return bytes, not megabytes"),
+        (right / 2**20, "return bytes, not mebibytes"),
+        (right / 2**30, "return bytes, not gibibytes"),
+    ]
+
+
+def _check_parameter_bytes(answer: object) -> str:
+    function = expect_callable(answer, 'check("l1-parameter-bytes", parameter_bytes)')
+    for n, dtype in _BYTES_CASES:
+        case = f"n_parameters={n:,}, dtype={dtype}"
+        got = call(function, n, dtype, case=case)
+        expected = parameter_bytes(n, dtype)
+        if isinstance(got, float) and got == expected:
+            raise Wrong(f"the right number as a float ({got!r}); return an int: use // or int()")
+        got = expect_number(got, "the number of bytes")
+        verify(got, expected, _bytes_mistakes(n, dtype), same_number(), case)
+    return "right: n × bits / 8, e.g. 10^9 bfloat16 parameters take 2,000,000,000 bytes."
+
+
+register(
+    Exercise(
+        id="l1-parameter-bytes",
+        lesson=1,
+        prompt="Write parameter_bytes(n_parameters, dtype) -> int, the bytes they take.",
+        solution=parameter_bytes,
+        checker=_check_parameter_bytes,
+    )
+)
