@@ -115,14 +115,35 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+NO_BROWSER = """No Chromium-family browser found for the browser checks. Get one of:
+  1. Debian/Ubuntu's Chromium: sudo apt-get install chromium
+  2. Playwright's own Chromium: .venv/bin/python -m playwright install chromium
+  3. Google Chrome, from https://www.google.com/chrome/"""
+
+
+def find_chromium(playwright) -> str:
+    """The first Chromium-family browser found, in this order: Debian's chromium on PATH,
+    Playwright's own Chromium (under ~/.cache/ms-playwright or $PLAYWRIGHT_BROWSERS_PATH, as
+    `playwright install chromium` puts it), Google Chrome or chromium-browser on PATH, and
+    Google Chrome on macOS. Fails the test (not a skip) with the three ways to get one."""
+    candidates = [
+        shutil.which("chromium"),
+        playwright.chromium.executable_path,  # where Playwright's own Chromium would be
+        *(shutil.which(n) for n in ("google-chrome", "google-chrome-stable", "chromium-browser")),
+        "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail(NO_BROWSER)
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium")
     with sync_playwright() as playwright:
+        executable = find_chromium(playwright)
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
