@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tutorlib.dtypes import (
     FLOAT_DTYPES,
+    bits_per_number,
     bytes_for_parameters,
     decode_fields,
     exponent_and_mantissa_bits,
@@ -73,6 +74,8 @@ def test_float_bits_reads_like_the_lesson():
     assert float_bits(-2.0, torch.float16).formula == "-2^(16 - 15) × (1 + 0/1024)"
     assert float_bits(2.0**-24, torch.float16).formula == "+2^(1 - 15) × (0 + 1/1024)"
     assert "exponent all ones" in float_bits(math.inf, torch.float16).formula
+    assert float_bits(math.nan, torch.float8_e4m3fn).formula.startswith("NaN")
+    assert float_bits(-math.inf, torch.float16).formula.startswith("-inf")
     assert float_bits(0.1, torch.float32).exact_decimal == "0.100000001490116119384765625"
 
 
@@ -122,9 +125,54 @@ def test_ieee_max_is_finfo_max_except_for_e4m3fn():
 def test_decode_special_fields():
     assert decode_fields(0, 15, 6, torch.float8_e4m3fn) == 448  # all-ones exponent is a number
     assert math.isnan(decode_fields(0, 15, 7, torch.float8_e4m3fn))  # S.1111.111 is NaN
+    assert math.isnan(decode_fields(1, 15, 7, torch.float8_e4m3fn))  # for either sign
     assert decode_fields(1, 31, 0, torch.float16) == -math.inf
     assert math.isnan(decode_fields(0, 31, 1, torch.float16))
     assert decode_fields(0, 0, 1, torch.float16) == 2**-24  # smallest subnormal
+
+
+def test_e4m3fn_has_exactly_two_nan_bit_patterns():
+    # Every one of the 256 bytes, read as float8_e4m3fn by torch: only S.1111.111 is NaN.
+    every_byte = torch.arange(256, dtype=torch.int16).to(torch.uint8)
+    values = every_byte.view(torch.float8_e4m3fn).float()
+    assert every_byte[torch.isnan(values)].tolist() == [0b0_1111_111, 0b1_1111_111]
+    assert not torch.isinf(values).any()
+    decoded = [
+        decode_fields(b >> 7, (b >> 3) & 0b1111, b & 0b111, torch.float8_e4m3fn) for b in range(256)
+    ]
+    torch.testing.assert_close(
+        torch.tensor(decoded, dtype=torch.float64), values.double(), equal_nan=True, rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize(
+    "sign, biased_exponent, mantissa, name",
+    [
+        (2, 15, 0, "sign"),
+        (-1, 15, 0, "sign"),
+        (0, 32, 0, "biased_exponent"),  # float16's exponent field holds 0..31
+        (0, -1, 0, "biased_exponent"),
+        (0, 15, 1024, "mantissa"),  # float16's mantissa field holds 0..1023
+        (0, 15, -1, "mantissa"),
+    ],
+    ids=[
+        "sign-2",
+        "sign-negative",
+        "exponent-32",
+        "exponent-negative",
+        "mantissa-1024",
+        "mantissa-negative",
+    ],
+)
+def test_decode_fields_refuses_fields_the_format_cannot_hold(sign, biased_exponent, mantissa, name):
+    with pytest.raises(ValueError, match=name):
+        decode_fields(sign, biased_exponent, mantissa, torch.float16)
+
+
+@pytest.mark.parametrize("field", [True, 2.5, "1", None], ids=["bool", "float", "str", "none"])
+def test_decode_fields_refuses_non_integer_fields(field):
+    with pytest.raises(TypeError, match="mantissa must be an int"):
+        decode_fields(0, 15, field, torch.float16)
 
 
 def test_overflow_and_underflow():
@@ -132,12 +180,21 @@ def test_overflow_and_underflow():
     assert round_to_dtype(70000.0, torch.bfloat16) == 70144  # spacing 512 in [65536, 131072)
     assert round_to_dtype(1e-8, torch.float16) == 0.0  # below half of fp16's 2**-24
     assert round_to_dtype(1e-8, torch.bfloat16) == pytest.approx(1e-8, rel=2**-8)
-    assert round_to_dtype(1000.0, torch.float8_e4m3fn) == 448  # torch saturates, no inf
+    assert round_to_dtype(1000.0, torch.float8_e4m3fn) == 448  # torch 2.13's cast saturates
     table = overflow_underflow_table((70000.0, 1e-8))
     assert table.loc["70000", "float16"] == "inf"
     assert table.loc["70000", "bfloat16"] == "70144"
     assert table.loc["1e-08", "float16"] == "0"
     assert table.loc["1e-08", "bfloat16"] == "1.00117e-08"
+
+
+def test_e4m3fn_overflow_policy_of_this_torch():
+    # The format has no inf; what an overflow becomes is the cast's policy. torch 2.13 saturates,
+    # even for inf (the OCP FP8 spec's non-saturating mode gives NaN). NaN stays NaN.
+    assert round_to_dtype(math.inf, torch.float8_e4m3fn) == 448
+    assert round_to_dtype(-1e39, torch.float8_e4m3fn) == -448
+    assert math.isnan(round_to_dtype(math.nan, torch.float8_e4m3fn))
+    assert round_to_dtype(1e39, torch.float8_e5m2) == math.inf  # e5m2 keeps IEEE's inf
 
 
 def test_torch_rounds_float64_to_bfloat16_through_float32():
@@ -164,6 +221,27 @@ def test_spacing_hand_cases(x, dtype, gap):
 
 def test_spacing_of_overflow_is_nan():
     assert math.isnan(spacing(70000.0, torch.float16).item())
+
+
+def test_spacing_of_tensors_that_are_views_or_require_grad():
+    x = torch.tensor([[1.0, 300.0], [3e-6, 0.0]])
+    expected = torch.tensor([[2**-7, 2.0], [2**-26, 2**-133]], dtype=torch.float64)
+    # 3e-6 lies in [2**-19, 2**-18): gap 2**(-19 - 7); zero's neighbour is 2**(1 - 127 - 7)
+    assert torch.equal(spacing(x.T, torch.bfloat16), expected.T)  # not contiguous
+    assert torch.equal(spacing(x.requires_grad_(), torch.bfloat16), expected)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+def test_spacing_refuses_non_finite_input(bad):
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        spacing(bad, torch.float16)
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        spacing(torch.tensor([1.0, bad]), torch.float16)
+
+
+def test_spacing_refuses_complex_tensors():
+    with pytest.raises(TypeError, match=r"\bx\b"):
+        spacing(torch.tensor([1 + 0j]), torch.float16)
 
 
 def test_float_facts_table_rows():
@@ -203,6 +281,38 @@ def test_bytes_for_parameters():
     assert bytes_for_parameters(10**9, torch.float8_e5m2) == 10**9
 
 
+@pytest.mark.parametrize(
+    "dtype, bits",
+    [
+        (torch.uint4, 4),  # torch.uint4.itemsize is 1: the width comes from the dtype itself
+        (torch.int4, 4),
+        (torch.uint1, 1),
+        (torch.int2, 2),
+        (torch.float4_e2m1fn_x2, 4),  # two 4-bit floats per byte
+        (torch.quint4x2, 4),
+        (torch.quint2x4, 2),
+        (torch.uint8, 8),
+        (torch.bfloat16, 16),
+        (torch.complex64, 64),
+    ],
+    ids=str,
+)
+def test_bits_per_number(dtype, bits):
+    assert bits_per_number(dtype) == bits
+
+
+def test_bytes_for_sub_byte_parameters():
+    assert bytes_for_parameters(1000, torch.uint4) == 500  # not 1000: 4 bits each
+    assert bytes_for_parameters(1001, torch.uint4) == 501  # the odd one takes a whole byte
+    assert bytes_for_parameters(9, torch.uint1) == 2
+    assert bytes_for_parameters(0, torch.int4) == 0
+
+
+def test_bytes_for_parameters_is_exact_for_huge_counts():
+    n = 10**30 + 1  # beyond float64's integers: n * 4 / 8 in floats would round
+    assert bytes_for_parameters(n, torch.uint4) == (n + 1) // 2
+
+
 # --- bad input ---
 
 
@@ -232,14 +342,46 @@ def test_dtype_given_as_string_raises_type_error():
         float_bits(1.0, "bfloat16")
 
 
+@pytest.mark.parametrize(
+    "table",
+    [float_facts_table, int_facts_table, lambda dtypes: float_bits_table(0.1, dtypes)],
+    ids=["float_facts_table", "int_facts_table", "float_bits_table"],
+)
+@pytest.mark.parametrize(
+    "dtypes, error",
+    [
+        (None, TypeError),
+        ("float16", TypeError),
+        ((), ValueError),
+        ((torch.float32, None), ValueError),
+    ],
+    ids=["none", "str", "empty", "with-None"],
+)
+def test_tables_name_a_bad_dtypes_argument(table, dtypes, error):
+    with pytest.raises(error, match="dtypes"):
+        table(dtypes)
+
+
+@pytest.mark.parametrize(
+    "values, error",
+    [(None, TypeError), ((), ValueError), ((1.0, math.nan), ValueError)],
+    ids=["none", "empty", "nan-element"],
+)
+def test_overflow_table_names_a_bad_values_argument(values, error):
+    with pytest.raises(error, match="values"):
+        overflow_underflow_table(values)
+
+
 def test_integer_too_large_for_float64_raises_value_error():
     with pytest.raises(ValueError, match="too large"):
         float_bits(10**400, torch.float32)
 
 
 def test_bad_parameter_count_raises():
-    with pytest.raises(ValueError, match="non-negative int"):
+    with pytest.raises(ValueError, match="n_parameters"):
         bytes_for_parameters(-1, torch.int8)
+    with pytest.raises(TypeError, match="n_parameters must be an int"):
+        bytes_for_parameters(1e9, torch.int8)
     with pytest.raises(TypeError, match="torch.dtype"):
         bytes_for_parameters(10, "int8")
 

@@ -11,13 +11,15 @@ round-to-nearest-even, and fp8 scaling recipes (Lesson 4 quantizes with scales i
 
 import math
 import numbers
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pandas as pd
 import torch
 
-from tutorlib._checks import dtype_name
+from tutorlib._checks import check_float_tensor, check_int, dtype_name
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -34,6 +36,7 @@ __all__ = [
     "float_bits",
     "float_bits_table",
     "spacing",
+    "bits_per_number",
     "bytes_for_parameters",
     "float_facts_table",
     "int_facts_table",
@@ -62,24 +65,50 @@ INT_DTYPES: tuple[torch.dtype, ...] = (
 _SAME_WIDTH_INT = {8: torch.uint8, 16: torch.int16, 32: torch.int32, 64: torch.int64}
 
 
-def _check_float_dtype(dtype: object) -> torch.dtype:
+def _check_float_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
     supported = ", ".join(f"torch.{dtype_name(d)}" for d in FLOAT_DTYPES)
     if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}.")
+        raise TypeError(f"{name} must be a torch.dtype such as torch.bfloat16, got {dtype!r}.")
     if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype {dtype} is not supported; use one of: {supported}.")
+        raise ValueError(f"{name} holds {dtype}, which is not supported; use one of: {supported}.")
     return dtype
 
 
-def _check_real(value: object) -> float:
+def _check_dtypes(
+    dtypes: object, allowed: tuple[torch.dtype, ...] = FLOAT_DTYPES, name: str = "dtypes"
+) -> tuple[torch.dtype, ...]:
+    """A non-empty tuple or list of dtypes, each one of `allowed` (the float formats by default).
+
+    Used by this module's tables and by Lesson 1's figures, which take the same argument.
+    """
+    supported = ", ".join(f"torch.{dtype_name(d)}" for d in allowed)
+    if not isinstance(dtypes, Sequence) or isinstance(dtypes, str):
+        raise TypeError(
+            f"{name} must be a tuple of torch dtypes, e.g. (torch.float32, torch.bfloat16), "
+            f"got {type(dtypes).__name__} {dtypes!r:.60}."
+        )
+    if len(dtypes) == 0:
+        raise ValueError(f"{name} is empty: give at least one of {supported}.")
+    for dtype in dtypes:
+        if not isinstance(dtype, torch.dtype) or dtype not in allowed:
+            raise ValueError(f"{name} holds {dtype!r}; use dtypes among {supported}.")
+    return tuple(dtypes)
+
+
+def _check_real(value: object, name: str = "value", finite: bool = False) -> float:
+    """A real number as a float; NaN and inf pass unless finite=True (their bits are a lesson)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"value must be a real number (int or float), got {type(value).__name__} {value!r}."
+            f"{name} must be a real number (int or float), got {type(value).__name__} "
+            f"{value!r:.60}."
         )
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:
-        raise ValueError(f"value {value} is too large even for float64; pass a float.") from None
+        raise ValueError(f"{name} = {value} is too large even for float64; pass a float.") from None
+    if finite and not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}; pass a finite number.")
+    return number
 
 
 def exponent_and_mantissa_bits(dtype: torch.dtype) -> tuple[int, int]:
@@ -124,7 +153,7 @@ def has_infinities(dtype: torch.dtype) -> bool:
     Example: float8_e4m3fn would stop at 240 under IEEE rules, but its ``finfo.max`` is
     448 = 1.75 * 2**8: no infinities ("fn" = finite, NaN only).
     """
-    return torch.finfo(dtype).max == ieee_max(dtype)
+    return torch.finfo(_check_float_dtype(dtype)).max == ieee_max(dtype)
 
 
 def smallest_subnormal(dtype: torch.dtype) -> float:
@@ -139,9 +168,11 @@ def smallest_subnormal(dtype: torch.dtype) -> float:
 def round_to_dtype(value: float, dtype: torch.dtype) -> float:
     """The number torch stores when ``value`` is put in a tensor of ``dtype``, as a Python float.
 
-    Torch rounds to nearest, ties to even; out-of-range values become inf, except in
-    float8_e4m3fn, which has no inf and saturates at +-448 (torch 2.13). Every value of these
-    formats is exact in float64, so the returned float is the stored number exactly.
+    Torch rounds to nearest, ties to even, and out-of-range values become inf. float8_e4m3fn
+    has no inf, so what an overflow becomes there is a conversion policy, not a property of the
+    format: torch 2.13's cast saturates (1000, and even inf, become 448), while the OCP FP8
+    spec's non-saturating mode, and other libraries, give NaN. Every value of these formats is
+    exact in float64, so the returned float is the stored number exactly.
     Note: torch converts float64 to 16- and 8-bit floats through float32, so a value just off
     a halfway point can round twice (1 + 2**-8 + 2**-30 -> 1.0 in bfloat16, not 1.0078125).
     Example: round_to_dtype(1/3, torch.bfloat16) -> 0.333984375.
@@ -155,10 +186,15 @@ def decode_fields(sign: int, biased_exponent: int, mantissa: int, dtype: torch.d
 
     normal (0 < E < all ones): (-1)**s * 2**(E - bias) * (1 + M / 2**m)
     subnormal (E = 0):         (-1)**s * 2**(1 - bias) * (0 + M / 2**m)
-    E all ones: inf (M = 0) or NaN in IEEE formats; in float8_e4m3fn only M all ones is NaN.
+    E all ones: inf (M = 0) or NaN in IEEE formats; in float8_e4m3fn only M all ones is NaN
+    (two bit patterns, S.1111.111, one per sign), and the rest of that binade are numbers.
+    The fields must fit the format: s in {0, 1}, 0 <= E < 2**e, 0 <= M < 2**m.
     Example: bfloat16 fields (0, 125, 43) give 2**-2 * (1 + 43/128) = 0.333984375.
     """
     exponent_bits, mantissa_bits = exponent_and_mantissa_bits(dtype)
+    check_int(sign, "sign", 0, 1)
+    check_int(biased_exponent, "biased_exponent", 0, 2**exponent_bits - 1)
+    check_int(mantissa, "mantissa", 0, 2**mantissa_bits - 1)
     bias = exponent_bias(dtype)
     top_exponent, top_mantissa = 2**exponent_bits - 1, 2**mantissa_bits - 1
     sign_factor = -1.0 if sign else 1.0
@@ -193,12 +229,16 @@ class FloatBits:
     def formula(self) -> str:
         """The decoding written out, e.g. '+2^(125 - 127) × (1 + 43/128)' for 1/3 in bfloat16.
 
-        Subnormals (exponent field 0) read '2^(1 - bias) × (0 + M/2^m)'; inf and NaN, whose
-        exponent field is all ones in IEEE formats, read 'inf or NaN (exponent all ones)'.
+        Subnormals (exponent field 0) read '2^(1 - bias) × (0 + M/2^m)'. inf reads '+inf
+        (exponent all ones, mantissa 0)'; NaN, whose patterns depend on the format (exponent all
+        ones with any mantissa but 0 in IEEE formats, only S.1111.111 in float8_e4m3fn), reads
+        'NaN (a pattern reserved for NaN)'.
         """
-        if not math.isfinite(self.value):
-            return "inf or NaN (exponent all ones)"
+        if math.isnan(self.value):
+            return "NaN (a pattern reserved for NaN)"
         sign = "-" if self.sign == "1" else "+"
+        if math.isinf(self.value):
+            return f"{sign}inf (exponent all ones, mantissa 0)"
         fraction = f"{int(self.mantissa, 2)}/{2 ** len(self.mantissa)}"
         if self.biased_exponent == 0:
             return f"{sign}2^(1 - {self.bias}) × (0 + {fraction})"
@@ -241,8 +281,9 @@ def float_bits_table(value: float, dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPE
     Example: for 1/3 the bfloat16 row reads 0 | 01111101 | 0101011 | 0.333984375 |
     +2^(125 - 127) × (1 + 43/128).
     """
+    _check_real(value)
     rows = {}
-    for dtype in dtypes:
+    for dtype in _check_dtypes(dtypes):
         bits = float_bits(value, dtype)
         rows[bits.dtype] = {
             "sign": bits.sign,
@@ -259,12 +300,15 @@ def spacing(x: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
     A binade [2**k, 2**(k+1)) holds 2**m evenly spaced numbers, so the gap is
     ulp(x) = 2**(max(k, 1 - bias) - m) with k = floor(log2 |x|); below the smallest normal
-    (subnormals and zero) the gap stays 2**(1 - bias - m). Non-finite stored values give NaN.
+    (subnormals and zero) the gap stays 2**(1 - bias - m). x must be finite; a value that
+    overflows when rounded to ``dtype`` (stored as inf) has no finite neighbour and gives NaN.
     Example: spacing(300.0, torch.bfloat16) -> 2**(8 - 7) = 2.0: in [256, 512) bfloat16 counts
     in steps of 2.
     """
-    if not isinstance(x, torch.Tensor):
-        x = _check_real(x)
+    if isinstance(x, torch.Tensor):
+        x = check_float_tensor(x, "x", allow_empty=True).detach()
+    else:
+        x = _check_real(x, "x", finite=True)
     _, mantissa_bits = exponent_and_mantissa_bits(dtype)
     lowest_power = 1 - exponent_bias(dtype)  # exponent of the smallest normal
     stored = torch.as_tensor(x, dtype=torch.float64).to(dtype).to(torch.float64).abs()
@@ -275,16 +319,37 @@ def spacing(x: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(stored), gap, torch.nan)
 
 
-def bytes_for_parameters(n_parameters: int, dtype: torch.dtype) -> int:
-    """Bytes to store ``n_parameters`` numbers of ``dtype``: n * bits / 8.
+def bits_per_number(dtype: torch.dtype) -> int:
+    """Bits one number of ``dtype`` takes, read from the dtype's name where itemsize cannot say.
 
-    Example: one billion bfloat16 parameters take 1e9 * 16 / 8 = 2,000,000,000 bytes (2 GB).
+    torch stores sub-byte types one per byte (``torch.uint4.itemsize`` is 1), so their width
+    comes from the name: uint1..uint7 and int1..int7 take 1 to 7 bits. Packed types hold k
+    numbers per element ("_x2", "4x2"): itemsize * 8 / k bits each. Every other dtype takes
+    itemsize * 8 bits.
+    Example: bits_per_number(torch.uint4) -> 4; bits_per_number(torch.float4_e2m1fn_x2) -> 4;
+    bits_per_number(torch.bfloat16) -> 16.
     """
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.int8, got {dtype!r}.")
-    if isinstance(n_parameters, bool) or not isinstance(n_parameters, int) or n_parameters < 0:
-        raise ValueError(f"n_parameters must be a non-negative int, got {n_parameters!r}.")
-    return n_parameters * dtype.itemsize
+    name = dtype_name(dtype)
+    if sub_byte := re.fullmatch(r"u?int([1-7])", name):  # e.g. uint4: 4 bits
+        return int(sub_byte.group(1))
+    if packed := re.search(r"[0-9_]x([0-9]+)$", name):  # e.g. quint4x2: 2 numbers in 8 bits
+        return dtype.itemsize * 8 // int(packed.group(1))
+    return dtype.itemsize * 8
+
+
+def bytes_for_parameters(n_parameters: int, dtype: torch.dtype) -> int:
+    """Bytes to store ``n_parameters`` numbers of ``dtype``: ceil(n * bits / 8).
+
+    bits come from ``bits_per_number``, so 4-bit types count half a byte per number (packed two
+    per byte, as Lesson 4 does); an odd count of them rounds up to a whole byte.
+    Example: one billion bfloat16 parameters take 1e9 * 16 / 8 = 2,000,000,000 bytes (2 GB);
+    1000 torch.uint4 numbers take 1000 * 4 / 8 = 500 bytes.
+    """
+    bits = bits_per_number(dtype)
+    n = check_int(n_parameters, "n_parameters", 0)
+    return (n * bits + 7) // 8  # ceil(n * bits / 8) in exact integer arithmetic
 
 
 def _power_of_two(x: float) -> str:
@@ -309,8 +374,8 @@ def float_facts_table(dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES) -> pd.Data
     Example row: bfloat16 | 16 | 1 / 8 / 7 | -3.39e+38 | 3.39e+38 | 2^-7 ≈ 0.00781 | ... | 2.41.
     """
     rows = {}
-    for dtype in dtypes:
-        info = torch.finfo(_check_float_dtype(dtype))
+    for dtype in _check_dtypes(dtypes):
+        info = torch.finfo(dtype)
         exponent, mantissa = exponent_and_mantissa_bits(dtype)
         rows[dtype_name(dtype)] = {
             "bits": info.bits,
@@ -335,10 +400,7 @@ def int_facts_table(dtypes: tuple[torch.dtype, ...] = INT_DTYPES) -> pd.DataFram
     every integer with that many digits fits. Example row: int8 | 8 | -128 | 127 | 2 | 1 GB.
     """
     rows = {}
-    for dtype in dtypes:
-        if dtype not in INT_DTYPES:
-            names = ", ".join(f"torch.{dtype_name(d)}" for d in INT_DTYPES)
-            raise ValueError(f"int_facts_table takes {names}; got {dtype!r}.")
+    for dtype in _check_dtypes(dtypes, INT_DTYPES):
         info = torch.iinfo(dtype)
         rows[dtype_name(dtype)] = {
             "bits": info.bits,
@@ -351,20 +413,32 @@ def int_facts_table(dtypes: tuple[torch.dtype, ...] = INT_DTYPES) -> pd.DataFram
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dtype")
 
 
+def _check_values(values: object) -> None:
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise TypeError(f"values must be a tuple of numbers, e.g. (70000.0, 1e-8), got {values!r}.")
+    if len(values) == 0:
+        raise ValueError("values is empty: give at least one number, e.g. (70000.0,).")
+    for value in values:
+        _check_real(value, "values", finite=True)
+
+
 def overflow_underflow_table(
     values: tuple[float, ...],
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES[1:],  # float32 and the smaller types
 ) -> pd.DataFrame:
     """What each dtype stores for each value: a row per value, a column per dtype.
 
-    Shows overflow (too large -> inf, or 448 in float8_e4m3fn), underflow (too small -> 0)
-    and the precision kept in between, printed with 6 significant digits.
+    Shows overflow (too large -> inf; in float8_e4m3fn, which has no inf, torch 2.13 saturates
+    to 448), underflow (too small -> 0) and the precision kept in between, printed with 6
+    significant digits. values must be finite (say what each dtype makes of a finite number).
     Example: 70000 -> inf in float16, 70144 in bfloat16; 1e-8 -> 0 in float16, 1.00117e-08 in
     bfloat16.
     """
+    _check_values(values)
+    dtypes = _check_dtypes(dtypes)
     table = {
         dtype_name(dtype): [f"{round_to_dtype(value, dtype):.6g}" for value in values]
         for dtype in dtypes
     }
-    index = pd.Index([f"{_check_real(value):g}" for value in values], name="value")
+    index = pd.Index([f"{float(value):g}" for value in values], name="value")
     return pd.DataFrame(table, index=index)

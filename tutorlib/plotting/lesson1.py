@@ -12,7 +12,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from tutorlib._checks import check_int
 from tutorlib.dtypes import (
+    _check_dtypes,  # the same dtypes argument as Lesson 1's tables, checked the same way
     dtype_name,
     exponent_and_mantissa_bits,
     smallest_subnormal,
@@ -21,6 +23,10 @@ from tutorlib.dtypes import (
 from tutorlib.plotting._figure import new_figure
 
 __all__ = ["plot_bit_layouts", "plot_spacing"]
+
+# The zoomed panels of plot_spacing: the magnitudes where float16 and both float8 formats live
+# (float16's smallest subnormal is 6e-8, its max 65504), so their lines are readable there.
+ZOOM_MAGNITUDES = (1e-9, 1e6)
 
 # Colours of the three fields of a float (matplotlib's tab10 red, blue and orange).
 _FIELD_COLOURS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#ff7f0e"}
@@ -40,6 +46,7 @@ def plot_bit_layouts(
     The field widths come from ``exponent_and_mantissa_bits`` (derived from ``torch.finfo``),
     and each field is labelled with its bit count, e.g. float32 is 1 | 8 | 23.
     """
+    dtypes = _check_dtypes(dtypes)
     # A bare Figure, not pyplot: nothing global to close, and the notebook shows it once.
     fig = new_figure(10, 0.75 * len(dtypes) + 1.2)
     ax = fig.subplots()
@@ -85,25 +92,40 @@ def plot_spacing(
 ) -> Figure:
     """Gap between neighbouring numbers against magnitude, per float dtype (log-log).
 
-    Top: the gap from ``tutorlib.dtypes.spacing``, flat across subnormals, then doubling every
-    binade. Bottom: the same gap relative to |x|, which stays between eps/2 and eps over the
-    normal range: its height is the precision, its width the range. Each line runs from the
-    dtype's smallest subnormal to its largest finite number.
+    Top row: the gap from ``tutorlib.dtypes.spacing``, flat across subnormals, then doubling
+    every binade. Bottom row: the same gap relative to |x|, which stays between eps/2 and eps
+    over the normal range: its height is the precision, its width the range. Left column: every
+    magnitude, each line from the dtype's smallest subnormal to its largest finite number
+    (float32 spans 83 decades, which squeezes the small formats). Right column: the same lines
+    zoomed to ``ZOOM_MAGNITUDES`` (1e-9 to 1e6), recomputed there with ``points`` samples so
+    float16's and float8's steps are readable.
     """
-    fig = new_figure(9, 8)
-    ax_gap, ax_relative = fig.subplots(2, 1, sharex=True)
+    dtypes = _check_dtypes(dtypes)
+    points = check_int(points, "points", minimum=2)
+    fig = new_figure(10, 8)
+    axes = fig.subplots(2, 2, sharex="col")  # rows: gap, relative gap; columns: all, zoom
     for dtype in dtypes:
-        magnitudes = np.geomspace(smallest_subnormal(dtype), torch.finfo(dtype).max, points)
-        gaps = spacing(torch.from_numpy(magnitudes), dtype).numpy()
-        ax_gap.step(magnitudes, gaps, where="post", label=dtype_name(dtype))
-        ax_relative.step(magnitudes, gaps / magnitudes, where="post", label=dtype_name(dtype))
-    for ax in (ax_gap, ax_relative):
+        low, high = smallest_subnormal(dtype), torch.finfo(dtype).max
+        zoom_low, zoom_high = max(low, ZOOM_MAGNITUDES[0]), min(high, ZOOM_MAGNITUDES[1])
+        for column, (start, stop) in enumerate([(low, high), (zoom_low, zoom_high)]):
+            magnitudes = np.geomspace(start, stop, points)
+            gaps = spacing(torch.from_numpy(magnitudes), dtype).numpy()
+            axes[0, column].step(magnitudes, gaps, where="post", label=dtype_name(dtype))
+            axes[1, column].step(magnitudes, gaps / magnitudes, where="post")
+    for ax in axes.flat:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
-    ax_gap.set_ylabel("gap to the next number (same unit as x)")
-    ax_relative.set_ylabel("relative gap, gap / |x| (dimensionless)")
-    ax_relative.set_xlabel("magnitude |x| (dimensionless)")
-    ax_gap.set_title("bfloat16 spans float32's range with wider gaps; float16 and fp8 stop sooner")
-    ax_gap.legend(title="dtype", loc="upper left")
+    for ax in axes[:, 0]:  # where the right column zooms in
+        ax.axvspan(*ZOOM_MAGNITUDES, color="grey", alpha=0.12, label="zoomed at right")
+    axes[0, 0].set_ylabel("gap to the next number (same unit as x)")  # each row, both columns
+    axes[1, 0].set_ylabel("relative gap, gap / |x| (dimensionless)")
+    for ax in axes[1]:
+        ax.set_xlabel("magnitude |x| (dimensionless)")
+    axes[0, 1].set_xlim(*ZOOM_MAGNITUDES)
+    axes[0, 0].set_title("all magnitudes, smallest subnormal to max")
+    low_power, high_power = (round(np.log10(m)) for m in ZOOM_MAGNITUDES)  # -9 and 6
+    axes[0, 1].set_title(f"zoom: |x| from $10^{{{low_power}}}$ to $10^{{{high_power}}}$")
+    fig.suptitle("bfloat16 spans float32's range with wider gaps; float16 and fp8 stop sooner")
+    axes[0, 0].legend(title="dtype", loc="upper left")
     return fig
