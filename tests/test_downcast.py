@@ -16,16 +16,25 @@ from tutorlib.downcast import (
     ACCUMULATE_MODES,
     DOT_DTYPES,
     SEQUENTIAL_MAX_N,
+    Stall,
+    compare_with_rounding_once,
     condition_number,
     deterministic_bound,
     dot,
+    find_stall,
+    first_overflow_length,
     gamma,
     growth_exponent,
+    growth_exponent_table,
+    linear_outputs_not_rounded_once,
+    median_error_table,
     pairwise_sum,
     probabilistic_bound,
     run_experiment,
     sequential_partial_sums,
+    signed_errors_of_draws,
     split_error,
+    sums_rounded_once,
     unit_roundoff,
 )
 
@@ -143,11 +152,11 @@ def test_gamma_textbook_value_and_its_end():
 
 @pytest.mark.parametrize(
     ("n", "u"),
-    [(-1, 0.5), (2.5, 0.1), (True, 0.1), (3, 0.0), (3, 1.5)],
-    ids=["negative-n", "float-n", "bool-n", "zero-u", "u-above-1"],
+    [(-1, 0.5), (0, 0.5), (2.5, 0.1), (True, 0.1), (3, 0.0), (3, 1.5), (3, None)],
+    ids=["negative-n", "zero-n", "float-n", "bool-n", "zero-u", "u-above-1", "none-u"],
 )
 def test_gamma_rejects_bad_arguments(n, u):
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, TypeError), match=r"\b(n|u)\b"):
         gamma(n, u)
 
 
@@ -166,6 +175,8 @@ def test_condition_number_textbook_and_all_positive():
     assert condition_number(x, x) == pytest.approx(1.0, rel=1e-15)
     with pytest.raises(ValueError, match="exactly 0"):
         condition_number(torch.tensor([1.0, -1.0]), torch.tensor([1.0, 1.0]))
+    # All terms zero: the sum is exact in any precision, kappa = 1 as for same-signed terms.
+    assert condition_number(torch.zeros(3), torch.ones(3)) == 1.0
 
 
 # --- the three accumulation modes: textbook cases ---
@@ -195,6 +206,39 @@ def test_float16_overflow_gives_inf_not_an_exception():
     x = torch.full((2,), 200.0)
     result = dot(x, x, torch.float16)  # 80000 > 65504, the largest float16
     assert result.value == math.inf and result.relative_error == math.inf
+
+
+@pytest.mark.parametrize("mode", ["pairwise", "sequential"])
+def test_float16_products_that_overflow_with_opposite_signs_give_inf_not_nan(mode):
+    # Products 1.2e5 and -1.2e5 round to +inf and -inf in float16; IEEE gives inf - inf = NaN.
+    x, y = torch.tensor([6e4, -6e4, 1.0]), torch.tensor([2.0, 2.0, 1.0])
+    result = dot(x, y, torch.float16, mode)
+    assert result.value == math.inf and result.relative_error == math.inf
+    # The float32 accumulator forms the products exactly: no overflow, the exact 1.
+    assert dot(x, y, torch.float16).value == 1.0
+
+
+def test_inputs_beyond_the_dtype_are_refused():
+    with pytest.raises(ValueError, match="x holds values beyond float16"):
+        dot(torch.tensor([1e5, 1.0]), torch.ones(2), torch.float16)
+    with pytest.raises(ValueError, match="overflow"):
+        sequential_partial_sums(torch.full((2,), 200.0), torch.full((2,), 200.0), torch.float16)
+    with pytest.raises(ValueError, match="overflowed"):
+        split_error(torch.full((2,), 200.0), torch.full((2,), 200.0), torch.float16)
+
+
+def test_inputs_that_require_grad_are_accepted_and_left_alone():
+    x = torch.tensor([256.0, 0.75, 0.75]).requires_grad_()
+    y = torch.ones(3, requires_grad=True)
+    assert dot(x, y, torch.bfloat16, "sequential").value == 256.0
+    assert sequential_partial_sums(x, y, torch.bfloat16).tolist() == [256.0, 256.0, 256.0]
+    assert condition_number(x, y) == 1.0
+    assert x.grad is None and y.grad is None
+
+
+def test_split_of_an_all_zero_input_is_zero():
+    split = split_error(torch.zeros(4), torch.ones(4), torch.bfloat16, "sequential")
+    assert (split.total, split.input_rounding, split.accumulation) == (0.0, 0.0, 0.0)
 
 
 def test_exact_cases_have_zero_error():
@@ -294,12 +338,16 @@ def test_pairwise_sum_of_a_power_of_two_and_an_odd_length():
     assert pairwise_sum(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])).item() == 15.0
     terms = torch.tensor([256.0, 0.75, 0.75, 0.75, 0.75], dtype=torch.bfloat16)
     assert pairwise_sum(terms).item() == 258.0
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match="terms must be a real floating-point"):
         pairwise_sum(torch.arange(4))
-    with pytest.raises(ValueError, match="1-D"):
+    with pytest.raises(ValueError, match="terms must be a 1-D"):
         pairwise_sum(torch.ones(2, 2))
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="terms is empty"):
         pairwise_sum(torch.ones(0))
+    with pytest.raises(ValueError, match="terms contains NaN"):
+        pairwise_sum(torch.tensor([1.0, math.nan]))
+    with pytest.raises(ValueError, match="overflows float32"):
+        pairwise_sum(torch.full((4,), 3e38))
 
 
 # --- bad input ---
@@ -311,8 +359,8 @@ BAD_INPUTS = {
     "integer": (torch.ones(3, dtype=torch.int32), torch.ones(3), TypeError, "floating-point"),
     "complex": (torch.ones(3, dtype=torch.complex64), torch.ones(3), TypeError, "floating-point"),
     "empty": (torch.ones(0), torch.ones(0), ValueError, "empty"),
-    "nan": (torch.tensor([1.0, float("nan")]), torch.ones(2), ValueError, "inf or NaN"),
-    "inf": (torch.ones(2), torch.tensor([1.0, float("inf")]), ValueError, "inf or NaN"),
+    "nan": (torch.tensor([1.0, float("nan")]), torch.ones(2), ValueError, "x contains NaN or inf"),
+    "inf": (torch.ones(2), torch.tensor([1.0, float("inf")]), ValueError, "y contains NaN or inf"),
     "list": ([1.0, 2.0], torch.ones(2), TypeError, "torch.Tensor"),
 }
 
@@ -372,11 +420,23 @@ def test_run_experiment_bounds_sequential_and_marks_float16_overflow():
         {"lengths": [10], "draws": 0},
         {"lengths": [10], "distributions": ("cauchy",)},
         {"lengths": [10], "dtypes": (torch.int8,)},
+        {"lengths": [10], "distributions": "randn"},
+        {"lengths": [10], "seed": -1},
+        {"lengths": [0, 10]},
     ],
-    ids=["empty", "decreasing", "no-draws", "unknown-distribution", "integer-dtype"],
+    ids=[
+        "empty",
+        "decreasing",
+        "no-draws",
+        "unknown-distribution",
+        "integer-dtype",
+        "bare-string",
+        "negative-seed",
+        "zero-length",
+    ],
 )
 def test_run_experiment_rejects_bad_arguments(kwargs):
-    with pytest.raises((ValueError, TypeError)):
+    with pytest.raises((ValueError, TypeError), match=r"lengths|draws|distributions|dtypes|seed"):
         run_experiment(**kwargs)
 
 
@@ -385,8 +445,12 @@ def test_growth_exponent_of_sqrt_and_linear_laws():
     n = torch.tensor(lengths, dtype=torch.float64)
     assert growth_exponent(lengths, (1e-4 * n.sqrt())[None]) == pytest.approx(0.5)
     assert growth_exponent(lengths, (1e-6 * n)[None].repeat(3, 1)) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="errors contains NaN or inf"):
         growth_exponent(lengths, torch.full((1, 4), math.inf))
+    with pytest.raises(ValueError, match="lengths must hold positive ints"):
+        growth_exponent([0, 10, 100, 1000], torch.ones(1, 4))
+    with pytest.raises(ValueError, match=r"errors must be \(draws, len\(lengths\)\)"):
+        growth_exponent(lengths, torch.ones(4))
 
 
 @pytest.mark.parametrize("shape", [(64, 384, 64), (8, 1536, 8)], ids=["384", "1536"])
@@ -416,3 +480,89 @@ def test_error_curves_median_and_exponent():
     key = ("bfloat16", "randn", "pairwise")
     assert curves.median_at(key, 100) == curves.errors[key][:, 1].median().item()
     assert curves.exponent(key, n_max=100) == growth_exponent([10, 100], curves.errors[key][:, :2])
+
+
+# --- the functions behind the notebook's cells ---
+
+
+def test_bfloat16_torch_dot_equals_rounding_once_for_the_lessons_vectors():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1000, generator=generator), torch.randn(1000, generator=generator)
+    result = compare_with_rounding_once(x, y, torch.bfloat16)
+    assert result.by_torch == result.float32_sum_rounded_once == result.exact_sum_rounded_once
+    assert result.by_torch == -18.125
+    with pytest.raises(TypeError, match="dtype must be torch.float16 or torch.bfloat16"):
+        compare_with_rounding_once(x, y, torch.float32)
+
+
+def test_linear_outputs_not_rounded_once_counts_the_differences():
+    # Exact small integers: every sum is exact in float32, so no output can differ.
+    inputs = torch.arange(12.0).reshape(3, 4)
+    weight = torch.ones(2, 4)
+    assert linear_outputs_not_rounded_once(inputs, weight) == 0
+    generator = torch.Generator().manual_seed(384)
+    a, w = torch.randn(64, 384, generator=generator), torch.randn(64, 384, generator=generator)
+    assert linear_outputs_not_rounded_once(a, w) <= 0.01 * 64 * 64  # rare, as the tests above
+    with pytest.raises(ValueError, match="features"):
+        linear_outputs_not_rounded_once(torch.ones(2, 3), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize(
+    ("sums", "value", "first_k"),
+    [([1.0, 2.0, 2.0, 2.0], 2.0, 2), ([1.0, 2.0, 3.0], 3.0, 3), ([5.0, 5.0], 5.0, 1)],
+    ids=["stalls", "never-stalls", "constant"],
+)
+def test_find_stall_textbook(sums, value, first_k):
+    assert find_stall(torch.tensor(sums)) == Stall(value, first_k)
+
+
+def test_find_stall_of_the_lessons_running_sum_is_after_its_last_change():
+    r = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    sums = sequential_partial_sums(r, r, torch.bfloat16)
+    stall = find_stall(sums)
+    assert stall.value == 256.0
+    assert (sums[stall.first_k - 1 :] == 256.0).all() and sums[stall.first_k - 2] != 256.0
+
+
+def test_signed_errors_of_all_positive_sums_are_one_sided():
+    errors = signed_errors_of_draws("rand", 200, torch.bfloat16, "sequential", draws=8)
+    assert len(errors) == 8 and all(e < 0 for e in errors)
+    x, y = torch.rand(2, 200, generator=torch.Generator().manual_seed(3))
+    assert errors[3] == split_error(x, y, torch.bfloat16, "sequential").total
+    with pytest.raises(ValueError, match="distribution"):
+        signed_errors_of_draws("cauchy", 10, torch.bfloat16)
+
+
+@pytest.fixture(scope="module")
+def small_curves():
+    # 300000 all-positive products sum to ~75000: beyond float16's 65504.
+    return run_experiment([10, 100, 1000, 300_000], draws=3, seed=0)
+
+
+def test_growth_exponent_table_matches_the_curves(small_curves):
+    table = growth_exponent_table(small_curves, n_max=1000)
+    assert list(table.columns) == ["native", "pairwise", "sequential"]
+    assert list(table.index) == [
+        (d, t) for d in ("randn", "rand") for t in ("float32", "float16", "bfloat16")
+    ]
+    key = ("bfloat16", "rand", "sequential")
+    assert table.loc[("rand", "bfloat16"), "sequential"] == small_curves.exponent(key, 1000)
+    hidden = growth_exponent_table(small_curves, n_max=1000, omit_cpu_dependent=True)
+    assert hidden["native"].isna().tolist() == [True, False, False, True, False, False]
+
+
+def test_median_error_table_and_first_overflow(small_curves):
+    table = median_error_table(small_curves, torch.bfloat16, "rand", [10, 1000])
+    key = ("bfloat16", "rand", "native")
+    assert table.loc[1000, "native"] == small_curves.median_at(key, 1000)
+    assert first_overflow_length(small_curves, ("float16", "rand", "native")) == 300_000
+    assert first_overflow_length(small_curves, ("bfloat16", "rand", "native")) is None
+
+
+def test_sums_rounded_once_explain_the_native_error(small_curves):
+    table = sums_rounded_once(small_curves, "rand", 1000, torch.bfloat16)
+    # The native mode's error is its one final rounding: input rounding and the float32
+    # accumulator's error are far below bfloat16's spacing at these sums (~250).
+    assert table["native_error"].tolist() == pytest.approx(table["error_once"].tolist())
+    assert (table["spacing"] == 1.0).all()  # sums ~250: bfloat16 counts in steps of 1 there
+    assert table["exact"].tolist() == small_curves.exact["rand"][:, 2].tolist()

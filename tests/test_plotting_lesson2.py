@@ -96,3 +96,20 @@ def test_running_sum_shows_the_stall():
     assert _line(ax, "exact (float64)").get_ydata()[-1] == pytest.approx(336.588, abs=1e-3)
     assert ax.get_xlabel() == "number of terms added, k"
     plt.close(fig)
+
+
+def test_plot_running_sum_refuses_mismatched_or_non_float_sums():
+    sums = torch.tensor([1.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="one length"):
+        plot_running_sum(sums, sums[:2].double(), torch.bfloat16)
+    with pytest.raises(TypeError, match="dtype must be a floating-point"):
+        plot_running_sum(sums, sums.double(), "bfloat16")
+    with pytest.raises(TypeError, match="curves must be the ErrorCurves"):
+        plot_error_vs_length(None)
+
+
+def test_plot_running_sum_accepts_sums_that_require_grad():
+    sums = torch.tensor([1.0, 2.0, 2.0], requires_grad=True)
+    fig = plot_running_sum(sums, sums.double(), torch.bfloat16)
+    assert fig.axes[0].get_lines()[0].get_ydata().tolist() == [1.0, 2.0, 2.0]
+    plt.close(fig)

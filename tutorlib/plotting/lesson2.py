@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from tutorlib._checks import check_float_tensor, dtype_name
 from tutorlib.downcast import ErrorCurves, deterministic_bound, unit_roundoff
 from tutorlib.plotting._figure import new_figure
 
@@ -87,6 +88,11 @@ def plot_error_vs_length(curves: ErrorCurves) -> Figure:
     Points where a result overflowed to inf (float16's range ends at 65504) are marked with x
     near the top of the panel, in the mode's colour, instead of being drawn as inf.
     """
+    if not isinstance(curves, ErrorCurves):
+        raise TypeError(
+            f"curves must be the ErrorCurves that run_experiment returns, got "
+            f"{type(curves).__name__}."
+        )
     dtypes = list(dict.fromkeys(key[0] for key in curves.errors))
     distributions = list(dict.fromkeys(key[1] for key in curves.errors))
     fig = new_figure(9.5, 3.3 * len(dtypes) + 2.3, constrained=False)
@@ -135,12 +141,23 @@ def plot_running_sum(
     The flat stretch is the stall: once the sum's spacing in ``dtype`` is more than twice every
     remaining term, each addition rounds back to the same number.
     """
+    for name, sums in (("low_precision_sums", low_precision_sums), ("exact_sums", exact_sums)):
+        check_float_tensor(sums, name)  # real, non-empty, finite
+        if sums.dim() != 1:
+            raise ValueError(f"{name} must be 1-D (one partial sum per term), got {sums.shape}.")
+    if low_precision_sums.shape != exact_sums.shape:
+        raise ValueError(
+            f"low_precision_sums and exact_sums must have one length, got "
+            f"{len(low_precision_sums)} and {len(exact_sums)}."
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}.")
     k = np.arange(1, len(exact_sums) + 1)
-    low = low_precision_sums.double().numpy()
+    low = low_precision_sums.detach().double().numpy()
     fig = new_figure(8, 4.5)
     ax = fig.subplots()
-    ax.plot(k, exact_sums.double().numpy(), color="black", label="exact (float64)")
-    name = str(dtype).removeprefix("torch.")
+    ax.plot(k, exact_sums.detach().double().numpy(), color="black", label="exact (float64)")
+    name = dtype_name(dtype)
     ax.plot(k, low, color=_MODE_STYLES["sequential"]["color"], label=f"sequential in {name}")
     ax.axhline(low[-1], color="grey", linestyle=":", linewidth=1)
     ax.annotate(
