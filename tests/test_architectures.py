@@ -92,9 +92,25 @@ def test_load_pretrained_offline_names_the_alternative(monkeypatch, tmp_path: Pa
         load_pretrained("flan-t5-small")
 
 
-def test_load_pretrained_broken_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="build_architecture"):
+def test_load_pretrained_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no model.safetensors.*build_architecture"):
         load_pretrained("mobilevit-small", source=tmp_path)
+
+
+def test_load_pretrained_refuses_a_pickled_checkpoint(tmp_path: Path) -> None:
+    # A copy of a real checkpoint folder, with the weights as a pickle instead of safetensors:
+    # unpickling can run any code, so nothing may be loaded from it.
+    model = build_architecture("mobilevit-small")
+    model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="holds no model.safetensors. It holds pytorch_model.bin"):
+        load_pretrained("mobilevit-small", source=tmp_path)
+
+
+def test_untie_lm_head_refuses_another_model() -> None:
+    with pytest.raises(TypeError, match="model must be a transformers T5ForConditionalGeneration"):
+        untie_lm_head(torch.nn.Linear(2, 2))
 
 
 def test_load_pretrained_refuses_another_model_type(tmp_path: Path) -> None:

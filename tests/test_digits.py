@@ -102,3 +102,40 @@ def test_tampered_weights_with_a_matching_record_are_refused(monkeypatch, tmp_pa
     monkeypatch.setattr(digits, "data_file", lambda name: tmp_path / name)
     with pytest.raises(ValueError, match="SHA-256 mismatch"):
         load_simple_cnn()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"epochs": 0}, ValueError, "epochs must be a positive int"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
+        ({"learning_rate": 0.0}, ValueError, "learning_rate must be positive"),
+        ({"seed": -1}, ValueError, "seed must lie in"),
+        ({"split": "digits"}, TypeError, "split must be a DigitsSplit"),
+    ],
+    ids=["no-epochs", "float-batch", "zero-rate", "negative-seed", "not-a-split"],
+)
+def test_train_simple_cnn_bad_arguments(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        train_simple_cnn(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "match"),
+    [
+        (torch.zeros(2, 8, 8), ValueError, r"images must have shape \(batch, 1, 8, 8\)"),
+        (torch.zeros(2, 1, 8, 8, dtype=torch.float64), TypeError, "convert them first"),
+        (torch.full((1, 1, 8, 8), float("nan")), ValueError, "images contains NaN"),
+    ],
+    ids=["no-channel-axis", "float64", "nan"],
+)
+def test_simple_cnn_refuses_bad_images(images, error, match) -> None:
+    with pytest.raises(error, match=match):
+        SimpleCNN()(images)
+
+
+def test_digits_split_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="test_fraction must lie in"):
+        load_digits_split(test_fraction=1.0)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        load_digits_split(seed=True)

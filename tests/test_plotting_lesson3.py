@@ -52,3 +52,23 @@ def test_embedding_cosines_figure() -> None:
     offsets = [collection.get_offsets()[:, 0] for collection in ax.collections]
     np.testing.assert_allclose(sorted(offsets[0]), [5e-5, 1e-4], rtol=1e-3)
     np.testing.assert_allclose(offsets[1], [1e-9, 1e-9])
+
+
+@pytest.mark.parametrize(
+    ("differences", "error", "match"),
+    [
+        ({}, TypeError, "differences must be a non-empty dict"),
+        ({"bfloat16": torch.zeros(4)}, ValueError, "some of them positive"),
+        ({"bfloat16": torch.tensor([-1.0, 1.0])}, ValueError, "absolute differences"),
+        ({"bfloat16": torch.tensor([float("nan"), 1.0])}, ValueError, "contains NaN"),
+    ],
+    ids=["empty", "all-zero", "negative", "nan"],
+)
+def test_logit_differences_bad_input(differences, error, match) -> None:
+    with pytest.raises(error, match=match):
+        plot_logit_differences(differences)
+
+
+def test_embedding_cosines_bad_input() -> None:
+    with pytest.raises(TypeError, match="cosines must be a non-empty dict"):
+        plot_embedding_cosines([torch.ones(3)])

@@ -1,5 +1,7 @@
 """Tests of tutorlib.precision: casting copies, logit comparisons, try_dtype."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from tutorlib.precision import (
     logits_by_dtype,
     report_table,
     run_model,
+    sizes_by_dtype,
     try_dtype,
 )
 
@@ -105,7 +108,8 @@ def test_linear_logits_within_rounding_bound(name: str) -> None:
 
 def test_compare_precisions_on_the_shipped_cnn() -> None:
     split = load_digits_split()
-    reports = compare_precisions(load_simple_cnn(), split.test_images, split.test_labels)
+    comparison = compare_precisions(load_simple_cnn(), split.test_images, split.test_labels)
+    reports = comparison.reports
     by_dtype = {report.dtype: report for report in reports}
     assert [report.dtype for report in reports] == ["float32", "bfloat16", "float16"]
     assert by_dtype["float32"].mean_abs_diff == 0.0 and by_dtype["float32"].top1_agreement == 1.0
@@ -116,6 +120,46 @@ def test_compare_precisions_on_the_shipped_cnn() -> None:
     for report in reports:
         assert report.accuracy >= 0.95
         assert report.top1_agreement >= 0.99
+    # The logits returned are the ones the reports were computed from (each dtype ran once).
+    assert list(comparison.logits) == ["float32", "bfloat16", "float16"]
+    again = compare_logits(comparison.logits["float32"], comparison.logits["bfloat16"])
+    assert again.mean_abs_diff == by_dtype["bfloat16"].mean_abs_diff
+
+
+def test_compare_precisions_runs_each_dtype_once() -> None:
+    calls = []
+
+    class Counting(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.dtype)
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    compare_precisions(Counting(4, 3), torch.randn(5, 4))
+    assert calls == [torch.float32, torch.bfloat16, torch.float16]
+
+
+def test_compare_precisions_without_float32_uses_a_float32_reference() -> None:
+    torch.manual_seed(0)
+    layer, x = nn.Linear(4, 3), torch.randn(5, 4)
+    (report,) = compare_precisions(layer, x, dtypes=["bfloat16"]).reports
+    expected = compare_logits(run_model(layer, x), run_model(cast_model(layer, "bfloat16"), x))
+    assert report.mean_abs_diff == expected.mean_abs_diff and report.accuracy is None
+
+
+def test_sizes_by_dtype_by_hand() -> None:
+    # nn.Linear(3, 2): 6 weights + 2 biases = 8 numbers; BatchNorm1d(4) adds 4 + 4 parameters,
+    # 4 + 4 running statistics (cast) and one int64 counter (8 bytes, never cast).
+    assert sizes_by_dtype(nn.Linear(3, 2)) == {"float32": 32, "bfloat16": 16, "float16": 16}
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    sizes = sizes_by_dtype(model, ["float32", torch.bfloat16])
+    assert sizes == {"float32": (8 + 4 + 4) * 4 + 8, "bfloat16": (8 + 4 + 4) * 2 + 8}
+
+
+def test_sizes_by_dtype_counts_tied_weights_once() -> None:
+    embedding, head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+    head.weight = embedding.weight  # tied, as language models tie input and output embeddings
+    assert sizes_by_dtype(nn.ModuleList([embedding, head]), ["bfloat16"]) == {"bfloat16": 80}
 
 
 def test_logits_by_dtype_leaves_the_model_alone() -> None:
@@ -155,8 +199,54 @@ def test_report_table_by_hand() -> None:
         PrecisionReport("float32", 24_360, 0.0, 0.0, 1.0, 0.98333),
         PrecisionReport("bfloat16", 12_180, 0.018350, 0.092064, 0.99722, None),
     ]
-    assert report_table(reports).splitlines() == [
-        "dtype          bytes  mean |diff|  max |diff|   agree  accuracy",
-        "float32       24,360     0.00e+00    0.00e+00  1.0000    0.9833",
-        "bfloat16      12,180     1.84e-02    9.21e-02  0.9972         -",
-    ]
+    table = report_table(reports)
+    assert list(table.index) == ["float32", "bfloat16"]
+    row = table.loc["bfloat16"].to_dict()
+    assert math.isnan(row.pop("accuracy"))  # no labels: pandas shows the missing value as NaN
+    assert row == {"bytes": 12_180, "mean |diff|": 0.0184, "max |diff|": 0.0921,
+                   "top-1 agreement": 0.9972}  # fmt: skip
+    assert table.loc["float32", "accuracy"] == 0.9833
+
+
+@pytest.mark.parametrize(
+    ("reference", "other", "match"),
+    [
+        (torch.tensor([[1.0, float("nan")]]), torch.zeros(1, 2), "reference contains NaN"),
+        (torch.zeros(1, 2), torch.tensor([[float("inf"), 0.0]]), "other contains NaN or inf"),
+        (torch.zeros(0, 2), torch.zeros(0, 2), "reference is empty"),
+        (torch.zeros(3), torch.zeros(3), "reference must be 2-D"),
+    ],
+    ids=["nan", "inf", "empty", "1-d"],
+)
+def test_compare_logits_refuses_what_has_no_honest_answer(reference, other, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        compare_logits(reference, other)
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "match"),
+    [
+        (torch.zeros(3, 2), torch.zeros(3, 1, dtype=torch.int64), r"labels must have shape \(3,\)"),
+        (torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64), "logits is empty"),
+        (torch.zeros(2, 2), torch.tensor([0, 2]), r"labels must lie in \[0, 1\]"),
+        (torch.zeros(2, 2), torch.tensor([0.0, 1.0]), "labels must be an integer tensor"),
+    ],
+    ids=["column-of-labels", "empty", "label-out-of-range", "float-labels"],
+)
+def test_accuracy_refuses_bad_labels(logits, labels, match) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        accuracy(logits, labels)
+
+
+def test_run_model_names_the_inputs_when_the_model_cannot_take_them() -> None:
+    with pytest.raises(ValueError, match="cannot run on these inputs: mat1 and mat2"):
+        run_model(nn.Linear(8, 2), torch.zeros(3, 5))
+
+
+def test_run_model_refuses_logits_that_overflow() -> None:
+    layer = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(layer.weight, 2.0)
+    # 4e4 * 2 = 8e4 exceeds float16's largest finite value, 65504: the FP16 logit is inf.
+    with pytest.raises(ValueError, match="inf or NaN in float16"):
+        run_model(cast_model(layer, "float16"), torch.tensor([[4e4]]))
+    assert run_model(layer, torch.tensor([[4e4]])).item() == 8e4

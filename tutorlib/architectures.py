@@ -2,8 +2,8 @@
 
 MobileViT-small and flan-t5-small are built from their published configurations, which tutorlib
 ships: exact architectures and parameter counts, with untrained (seeded) weights. Loading the
-real checkpoints works where the Hugging Face Hub is configured and reachable; the course itself
-never needs it. `chelsea_pixel_values` preprocesses scikit-image's cat photo as MobileViT
+real checkpoints works where the Hugging Face Hub is configured and reachable, from safetensors
+only (never a pickle); the course itself never needs it. `chelsea_pixel_values` preprocesses scikit-image's cat photo as MobileViT
 expects.
 
 Left out on purpose: downloading anything, tokenizers for flan-t5, and image preprocessing
@@ -75,6 +75,10 @@ def untie_lm_head(model: T5ForConditionalGeneration) -> T5ForConditionalGenerati
     and removes it from the model's tying maps so that `tie_weights()` keeps it apart.
     Uses the global torch generator: seed it before calling.
     """
+    if not isinstance(model, T5ForConditionalGeneration):
+        raise TypeError(
+            f"model must be a transformers T5ForConditionalGeneration, got {type(model).__name__}"
+        )
     shared = model.shared.weight  # (vocab_size, d_model)
     std = model.config.initializer_factor * 1.0
     model.lm_head.weight = nn.Parameter(torch.randn_like(shared, requires_grad=False) * std)
@@ -166,13 +170,46 @@ def _in_hub_cache(checkpoint: str) -> bool:
     return isinstance(cached, str)
 
 
+_SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+def _check_local_weights(folder: Path, offline_hint: str) -> None:
+    """Refuse a local checkpoint folder without safetensors weights, before anything is read.
+
+    A pickled checkpoint (pytorch_model.bin) can run any code while it loads; safetensors holds
+    only tensors. tutorlib loads safetensors only, and says so instead of falling back.
+    """
+    if any((folder / name).is_file() for name in _SAFETENSORS_FILES):
+        return
+    found = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+    pickles = (
+        f" It holds {', '.join(found)}: pickled weights, which tutorlib never loads"
+        if found
+        else ""
+    )
+    raise ValueError(
+        f"source {str(folder)!r} holds no model.safetensors.{pickles} (unpickling can run "
+        "arbitrary code). Save the checkpoint with save_pretrained (it writes safetensors), or "
+        f"convert a checkpoint you trust with safetensors.torch.save_file. {offline_hint}"
+    )
+
+
 def load_pretrained(name: str, source: str | Path | None = None) -> nn.Module:
-    """Load the pretrained checkpoint of a known model (FP32, eval mode).
+    """Load the pretrained checkpoint of a known model (FP32, eval mode), from safetensors only.
 
     `source` defaults to the Hub checkpoint ("apple/mobilevit-small", "google/flan-t5-small");
-    a local folder written by `save_pretrained` works too. With no Hub and no cached copy it
-    fails at once with a RuntimeError that names the offline alternative, build_architecture.
+    a local folder written by `save_pretrained` works too. Weights load only from safetensors
+    (use_safetensors=True): a local folder holding only a pickled pytorch_model.bin is refused
+    with a ValueError. With no Hub and no cached copy it fails at once with a RuntimeError that
+    names the offline alternative, build_architecture.
+    Example: load_pretrained("mobilevit-small", source=folder) -> MobileViTForImageClassification.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {', '.join(ARCHITECTURES)}")
+    if source is not None and not isinstance(source, str | Path):
+        raise TypeError(
+            f"source must be a str, a pathlib.Path or None, got {type(source).__name__}"
+        )
     _check_name(name)
     checkpoint, _ = _published_config(name)
     source = checkpoint if source is None else source
@@ -196,9 +233,11 @@ def load_pretrained(name: str, source: str | Path | None = None) -> nn.Module:
                 f"{str(source)!r} holds a {found_type!r} checkpoint, but {name!r} is a "
                 f"{expected_type!r} model; pass the folder of a {name} checkpoint."
             )
+    if is_local:
+        _check_local_weights(Path(source), offline_hint)
     try:
         with quiet_transformers():
-            model = model_class.from_pretrained(source, dtype=torch.float32)
+            model = model_class.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
     except Exception as error:  # any loading failure: one clear line, not transformers' traceback
         message = str(error).strip()
         first_line = message.splitlines()[0].rstrip(".") if message else type(error).__name__

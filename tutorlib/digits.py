@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from tqdm import tqdm
 
+from tutorlib._checks import check_float_tensor, check_int, check_real
 from tutorlib._loading import data_file
 from tutorlib.integrity import read_verified
 
@@ -52,8 +53,10 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsSplit:
     Pixel values are 0..16 in the data set, so pixel / 16 lies in [0, 1].
     Example: seed 0, test_fraction 0.2 -> 1,437 training and 360 test images.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
+    seed = check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
+    test_fraction = check_real(test_fraction, "test_fraction", 0.0, 1.0, strict_minimum=True)
+    if test_fraction == 1.0:
+        raise ValueError("test_fraction must lie in (0, 1): 1.0 leaves no training images")
     digits = load_digits()
     images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)  # (n, 1, 8, 8)
     labels = torch.tensor(digits.target, dtype=torch.int64)  # (n,)
@@ -68,6 +71,22 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsSplit:
     )
 
 
+def _check_images(images: object, dtype: torch.dtype) -> torch.Tensor:
+    """A finite (batch, 1, 8, 8) float tensor in the model's dtype."""
+    images = check_float_tensor(images, "images")
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 8, 8):
+        raise ValueError(
+            f"images must have shape (batch, 1, 8, 8), got {tuple(images.shape)}; "
+            "add the batch and channel axes with images.reshape(-1, 1, 8, 8)"
+        )
+    if images.dtype != dtype:
+        raise TypeError(
+            f"images are {images.dtype} but the model's weights are {dtype}; "
+            f"convert them first with images.to({dtype})"
+        )
+    return images
+
+
 class SimpleCNN(nn.Module):
     """Two 3x3 convolutions with ReLU and 2x2 max-pooling, then a linear classifier.
 
@@ -76,6 +95,7 @@ class SimpleCNN(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10) -> None:
+        num_classes = check_int(num_classes, "num_classes", minimum=1)
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
@@ -83,6 +103,8 @@ class SimpleCNN(nn.Module):
         self.classifier = nn.Linear(32 * 2 * 2, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, num_classes) of finite (batch, 1, 8, 8) images in the weights' dtype."""
+        _check_images(images, self.conv1.weight.dtype)
         hidden = self.pool(torch.relu(self.conv1(images)))  # (batch, 16, 4, 4)
         hidden = self.pool(torch.relu(self.conv2(hidden)))  # (batch, 32, 2, 2)
         return self.classifier(hidden.flatten(start_dim=1))  # (batch, 10) logits
@@ -101,8 +123,12 @@ def train_simple_cnn(
     generator is left as it was). A tqdm bar counts epochs. Takes a few seconds on 2 cores;
     with the defaults the held-out accuracy is about 0.97.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}.")
+    if split is not None and not isinstance(split, DigitsSplit):
+        raise TypeError(f"split must be a DigitsSplit (from load_digits_split), got {split!r:.40}")
+    epochs = check_int(epochs, "epochs", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    learning_rate = check_real(learning_rate, "learning_rate", 0.0, strict_minimum=True)
+    seed = check_int(seed, "seed", minimum=0)
     split = load_digits_split() if split is None else split
     threads = torch.get_num_threads()
     # One thread while training, restored afterwards: 8x8 images are too small to split across

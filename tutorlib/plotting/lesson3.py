@@ -7,18 +7,32 @@ title that states the finding; the notebook decides whether to display it.
 Left out on purpose: per-layer views (Lesson 5 profiles layers).
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from tutorlib._checks import check_float_tensor
 from tutorlib.plotting._figure import new_figure
 
 __all__ = ["plot_logit_differences", "plot_embedding_cosines"]
 
 
-# The notes' SimpleCNN, FP32 vs BF16 logits: mean ~0.00022, max ~0.00061 (seed notes, Lesson 3).
+# The notes' SimpleCNN, FP32 vs BF16 logits: mean ~0.00022, max ~0.00061 (the original notes,
+# Lesson 3).
 _NOTES_LOGIT_DIFFS = {"notes' mean (BF16)": 0.00022, "notes' max (BF16)": 0.00061}
 _DIFF_FLOOR = 1e-9  # an embedding equal to FP32's is drawn at this floor on the log axis
+
+
+def _check_labelled_tensors(value: object, name: str) -> dict[str, torch.Tensor]:
+    """A non-empty mapping {label: finite float tensor}, e.g. {"bfloat16": differences}."""
+    if not isinstance(value, Mapping) or not value:
+        raise TypeError(f"{name} must be a non-empty dict {{label: tensor}}, got {value!r:.60}")
+    return {
+        str(label): check_float_tensor(tensor, f"{name}[{label!r}]")
+        for label, tensor in value.items()
+    }
 
 
 def plot_logit_differences(
@@ -33,9 +47,14 @@ def plot_logit_differences(
     legend instead. ``reference_lines`` (default: the notes' BF16 mean and max) are dashed
     vertical lines. The title names the sets with the largest and smallest mean difference.
     """
+    differences = _check_labelled_tensors(differences, "differences")
     reference_lines = _NOTES_LOGIT_DIFFS if reference_lines is None else reference_lines
+    if not isinstance(reference_lines, Mapping):
+        raise TypeError(f"reference_lines must be a dict {{label: x}}, got {reference_lines!r:.60}")
     values = {label: diff.detach().double().flatten() for label, diff in differences.items()}
     positive = torch.cat([diff[diff > 0] for diff in values.values()])
+    if any(bool((diff < 0).any()) for diff in values.values()) or positive.numel() == 0:
+        raise ValueError("differences must be absolute differences (>= 0), some of them positive")
     low, high = positive.min().item(), positive.max().item()
     bins = np.logspace(np.log10(low) - 0.1, np.log10(high) + 0.1, 40)
     fig = new_figure(9, 4.2)
@@ -68,6 +87,7 @@ def plot_embedding_cosines(cosines: dict[str, torch.Tensor]) -> Figure:
     ``cosines`` maps a dtype name to the (n_sentences,) cosine similarities to FP32. The title
     gives the smallest cosine of each dtype.
     """
+    cosines = _check_labelled_tensors(cosines, "cosines")
     fig = new_figure(9, 3.2)
     ax = fig.subplots()
     for row, (label, cosine) in enumerate(cosines.items()):
