@@ -56,3 +56,40 @@ def test_clipping_figure_marks_the_best_threshold():
     best_ratio = thresholds[sqnr_db.argmax()] / thresholds[-1]
     assert ax.get_title().startswith(f"Clipping at {best_ratio:.0%} of max|w|")
     assert np.isclose(ax.get_lines()[0].get_xdata()[-1], 1.0)
+
+
+def test_sqnr_figure_without_two_widths_from_4_bits_has_no_slope():
+    fig = plot_sqnr_vs_bits([2, 3], {"per-tensor": [1.0, 5.0]})
+    assert fig.axes[0].get_title() == "SQNR against bit width (rule: 6.02 dB per bit)"
+
+
+@pytest.mark.parametrize(
+    ("bits", "curves", "match"),
+    [
+        ([2, 4, None], {"a": [1.0, 2.0, 3.0]}, "bits"),
+        ([2, 4, 8], {"a": [1.0, 2.0]}, "sqnr_db"),
+        ([2, 4, 8], {"a": [1.0, float("nan"), 3.0]}, "sqnr_db"),
+        ([2, 4, 8], {}, "sqnr_db"),
+    ],
+    ids=["none-in-bits", "too-few-values", "nan", "no-curve"],
+)
+def test_sqnr_figure_refuses_inconsistent_curves(bits, curves, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        plot_sqnr_vs_bits(bits, curves)
+
+
+def test_clipping_figure_refuses_mismatched_sweeps_and_takes_grad_tensors():
+    thresholds = torch.linspace(0.5, 3.0, 10)
+    with pytest.raises(ValueError, match="sqnr_db"):
+        plot_clipping_sweep(thresholds, torch.ones(9), bits=4)
+    with pytest.raises(ValueError, match="sqnr_db"):
+        plot_clipping_sweep(thresholds, torch.full((10,), float("inf")), bits=4)
+    fig = plot_clipping_sweep(thresholds, torch.linspace(1, 2, 10).requires_grad_(), bits=4)
+    assert isinstance(fig, Figure)
+
+
+def test_histogram_refuses_loose_scale_and_zero_point():
+    weights = torch.randn(16)
+    params = get_scale_and_zero_point(weights, bits=4)
+    with pytest.raises(TypeError, match="params must be a QuantParams"):
+        plot_weight_histogram_with_grid(weights, (params.scale, params.zero_point))

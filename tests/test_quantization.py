@@ -4,6 +4,8 @@
 import math
 import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
@@ -16,9 +18,11 @@ from tutorlib.quantization import (
     SUPPORTED_BITS,
     QuantizedTensor,
     QuantParams,
+    best_clipping,
     clipped_fake_quantize,
     clipping_sweep,
     compare_forms,
+    db_per_bit,
     fake_quantize,
     get_scale_and_offset,
     get_scale_and_zero_point,
@@ -28,9 +32,12 @@ from tutorlib.quantization import (
     offset_dequantize,
     offset_fake_quantize,
     offset_quantize,
+    one_outlier,
     pack_weights,
+    predicted_sqnr_db,
     quantization_error,
     quantize_tensor,
+    sqnr_by_bits,
     unpack_weights,
 )
 
@@ -275,11 +282,10 @@ def test_same_scale_and_zero_point_as_torch_ao_minmax_observer(dim):
 # ---------------------------------------------------------------- reference: optimum-quanto
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("shape", [(32, 64), (384, 1536)], ids=["small", "minilm-ffn"])
-def test_same_int8_weights_and_scales_as_quanto(shape, dtype):
+def test_same_int8_weights_and_scales_as_quanto(shape):
     torch.manual_seed(6)
-    model = nn.Sequential(nn.Linear(shape[1], shape[0])).to(dtype)
+    model = nn.Sequential(nn.Linear(shape[1], shape[0]))
     weight = model[0].weight.detach().clone()  # (out_features, in_features)
     quantize(model, weights=qint8)
     freeze(model)
@@ -288,6 +294,26 @@ def test_same_int8_weights_and_scales_as_quanto(shape, dtype):
     q = linear_quantize(weight, params)
     assert torch.equal(params.scale, quanto_weight._scale)  # absmax / 127, (out_features, 1)
     assert torch.equal(q, quanto_weight._data)  # int8, (out_features, in_features)
+
+
+def test_bfloat16_weights_round_to_the_nearest_level_unlike_quanto():
+    # quanto divides a bfloat16 weight by its bfloat16 scale in bfloat16: 8 significant bits
+    # round w / s (up to 127) to a multiple of 0.5 before torch.round, so some integers land
+    # one level off. tutorlib divides in float32: same scales, integers within one of quanto's,
+    # and each one the nearest level of the float64 quotient.
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(64, 32)).to(torch.bfloat16)
+    weight = model[0].weight.detach().clone()
+    quantize(model, weights=qint8)
+    freeze(model)
+    theirs = model[0].weight._data
+    params = get_scale_and_zero_point(weight, bits=8, symmetric=True, dim=0)
+    ours = linear_quantize(weight, params)
+    assert torch.equal(params.scale, model[0].weight._scale)
+    assert (ours.int() - theirs.int()).abs().max() == 1
+    quotient = weight.double() / params.scale.double()  # exact: both are bfloat16 numbers
+    assert ((ours.double() - quotient).abs() <= 0.5).all()  # the nearest level, always
+    assert ((theirs.double() - quotient).abs() > 0.5).any()  # quanto's: not always
 
 
 # ---------------------------------------------------------------- properties
@@ -650,3 +676,116 @@ def test_quantization_error_of_huge_float64_values():
     r = torch.tensor([1e200, -1e200], dtype=torch.float64)
     result = quantization_error(r, r * 1.1)
     assert result.sqnr_db == pytest.approx(20.0, abs=1e-9)  # 10 log10(1 / 0.01)
+
+
+# ---------------------------------------------------------------- predicting the error
+
+
+def test_predicted_sqnr_by_hand():
+    r = torch.tensor([-1.0, 0.5, 3.0])
+    params = get_scale_and_zero_point(r, bits=8)  # s = 4 / 255
+    want = 10 * math.log10((10.25 / 3) * 12 / (4 / 255) ** 2)  # 52.22 dB
+    assert predicted_sqnr_db(r, params) == pytest.approx(want, rel=1e-6)
+    assert want == pytest.approx(52.2174, abs=1e-4)
+
+
+def test_predicted_sqnr_averages_the_steps_of_every_channel():
+    r = torch.tensor([[1.0, -1.0], [4.0, -4.0]])
+    params = get_scale_and_zero_point(r, bits=8, symmetric=True, dim=0)  # s = 1/127, 4/127
+    noise = ((1 / 127) ** 2 + (4 / 127) ** 2) / 2 / 12  # mean of s**2 / 12 over the 4 values
+    want = 10 * math.log10((1 + 1 + 16 + 16) / 4 / noise)
+    assert predicted_sqnr_db(r, params) == pytest.approx(want, rel=1e-6)
+
+
+def test_predicted_sqnr_matches_a_measured_uniform_tensor():
+    # many values spread evenly over the grid: the rounding errors are uniform, as the model says
+    r = torch.rand(200_000, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    params = get_scale_and_zero_point(r, bits=8)
+    measured = quantization_error(r, linear_dequantize(linear_quantize(r, params), params))
+    assert predicted_sqnr_db(r, params) == pytest.approx(measured.sqnr_db, abs=0.05)
+
+
+def test_sqnr_by_bits_columns_and_values():
+    r = torch.tensor([[-1.0, 0.5, 3.0, 2.0], [0.25, -0.75, 1.5, -2.0]])
+    table = sqnr_by_bits(r, [4, 8], group_size=2)
+    assert list(table.columns) == ["per-tensor", "per-channel", "per-group (2)"]
+    assert list(table.index) == [4, 8] and table.index.name == "bits"
+    want = quantization_error(r, fake_quantize(r, 8, dim=0)).sqnr_db
+    assert table.loc[8, "per-channel"] == want
+    assert table.loc[8].round(2).tolist() == [49.44, 51.22, 58.11]  # the docstring's example
+    predicted = sqnr_by_bits(r, [8], group_size=2, predicted=True)
+    assert predicted.loc[8, "per-tensor"] == predicted_sqnr_db(r, get_scale_and_zero_point(r, 8))
+
+
+def test_sqnr_by_bits_refuses_bad_bit_widths():
+    r = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="bits"):
+        sqnr_by_bits(r, [4, 9])
+    with pytest.raises(ValueError, match="bits"):
+        sqnr_by_bits(r, [])
+    with pytest.raises(ValueError, match="group_size"):
+        sqnr_by_bits(r, [8], group_size=3)
+
+
+def test_db_per_bit_by_hand_and_the_step_rule():
+    table = pd.DataFrame({"a": [1.0, 10.0, 16.0, 22.0]}, index=[3, 4, 5, 6])
+    assert db_per_bit(table)["a"] == pytest.approx(6.0)  # 3 bits left out of the fit
+    # s = range / (2**k - 1): each bit shrinks s by slightly more than half, so the predicted
+    # per-tensor SQNR climbs by 6.15 dB per bit from 4 to 8 bits, not 6.02
+    r = torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
+    predicted = sqnr_by_bits(r, range(4, 9), group_size=8, predicted=True)
+    want = np.polyfit(range(4, 9), [20 * math.log10(2**k - 1) for k in range(4, 9)], 1)[0]
+    assert db_per_bit(predicted)["per-tensor"] == pytest.approx(want, abs=1e-6)  # float32 s
+    assert want == pytest.approx(6.147, abs=1e-3)
+    with pytest.raises(ValueError, match="min_bits"):
+        db_per_bit(table, min_bits=6)
+
+
+def test_best_clipping_of_one_far_outlier():
+    g = torch.Generator().manual_seed(0)
+    r = torch.cat([torch.randn(4096, generator=g), torch.tensor([50.0])])
+    choice = best_clipping(r, bits=4)  # the docstring's example
+    thresholds, sqnr = clipping_sweep(r, bits=4)
+    assert choice.sqnr_db == sqnr.max().item()
+    assert choice.threshold == thresholds[sqnr.argmax()].item() == pytest.approx(7.0)
+    assert choice.fraction_of_max == pytest.approx(0.14)
+    assert choice.sqnr_db_unclipped == sqnr[-1].item()
+    assert choice.n_clipped == 1  # only the outlier exceeds 7
+
+
+def test_clipping_sweep_of_constants_and_zeros():
+    _, sqnr = clipping_sweep(torch.full((4,), 0.75), bits=8, n_thresholds=4)
+    assert sqnr[-1] == math.inf  # c = 0.75 = max: every value on a level
+    assert torch.isfinite(sqnr[:-1]).all()
+    thresholds, sqnr = clipping_sweep(torch.zeros(3), bits=8, n_thresholds=2)
+    assert thresholds.tolist() == [0.0, 0.0] and sqnr.tolist() == [math.inf, math.inf]
+
+
+def test_one_outlier_costs_20_db_per_tensor_and_per_channel_recovers():
+    w = torch.randn(64, 64, generator=torch.Generator().manual_seed(2)) * 0.05
+    result = one_outlier(w, factor=10.0, bits=8)
+    sqnr = result.sqnr_others_db
+    drop = sqnr["no outlier, per-tensor"] - sqnr["outlier, per-tensor"]
+    assert drop == pytest.approx(20.0, abs=0.5)  # a ten times larger step: -20 dB
+    assert sqnr["outlier, per-channel"] > sqnr["outlier, per-tensor"] + 15  # only row 0 suffers
+    assert sqnr["outlier, per-tensor, clipped"] > sqnr["outlier, per-tensor"]
+    assert result.outlier_kept == pytest.approx(result.clipping.fraction_of_max, rel=1e-5)
+    assert result.clipping.n_clipped >= 1
+    with pytest.raises(ValueError, match="factor"):
+        one_outlier(torch.full((2,), 3e38), factor=10.0)
+
+
+def test_float16_grids_stay_finite_and_within_half_a_step():
+    # 2 bits over [-4e4, 6e4]: s = 33344 (float16), level 2 * s = 66688 > 65504 saturates
+    r = torch.tensor([-40000.0, 10000.0, 60000.0], dtype=torch.float16)
+    r_hat = fake_quantize(r, bits=2)
+    assert torch.isfinite(r_hat).all()
+    assert r_hat[2].item() == torch.finfo(torch.float16).max
+    # 8 bits: float32 arithmetic keeps 10000 / s = 25.49 below the tie (float16 makes it 25.5)
+    r = torch.tensor([-40000.0, -20000.0, 10000.0, 60000.0], dtype=torch.float16)
+    params = get_scale_and_zero_point(r, bits=8)  # s = 392.25, z = 102
+    r_hat = fake_quantize(r, bits=8)
+    assert r_hat[2].item() == 9808.0  # level 25: 25 * 392.25 = 9806.25, in float16 9808
+    # half a step, plus float16's rounding of the result (u = 2**-11 relative)
+    bound = params.scale.item() / 2 + 2**-11 * 60000
+    assert (r_hat.double() - r.double()).abs().max().item() <= bound

@@ -83,7 +83,7 @@ def size_breakdown(model: nn.Module) -> dict[str, int]:
     (12 + 3) * 4 bytes = {"float32 parameters": 60}.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"size_breakdown expects a torch.nn.Module, got {type(model).__name__}.")
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     sizes: dict[str, int] = {}
     seen_storages: set[int] = set()
     named = [("parameters", p) for p in model.parameters()] + [

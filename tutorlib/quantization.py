@@ -20,6 +20,11 @@ Three forms are implemented, each with the formula in its docstring:
 - the symmetric form: ``symmetric=True``, z = 0, s = max|r| / q_max, signed integers in the
   restricted range [-(2**(k-1) - 1), 2**(k-1) - 1] (optimum-quanto's absmax / 127 for int8).
 
+The error is measured by ``quantization_error`` and predicted from the step alone by
+``predicted_sqnr_db`` (noise power s**2 / 12); ``sqnr_by_bits`` and ``db_per_bit`` tabulate the
+6-dB-per-bit rule, ``clipping_sweep``, ``best_clipping`` and ``one_outlier`` the lesson's
+experiments with outliers and clipping.
+
 Shapes of scale and zero point (they broadcast against r, or against r's grouped view):
 
 - per-tensor (``dim=None``, ``group_size=None``): 0-d tensors;
@@ -33,16 +38,21 @@ Conventions: rounding is torch.round (halves to even); integers are uint8 (asymm
 (symmetric) at 8 bits and int32 at every other width (2 to 7, and 16); a zero range (an all-zero
 tensor) gets the scale floor 2**-23 (float32's eps, as torch.ao's observers) instead of 0 / 0.
 Where r_max - r_min overflows (+-3e38 in float32, +-6e4 in float16) the step is computed in
-float64; r / s is computed in r's dtype when that holds every integer of the grid exactly (as
-optimum-quanto and torch do), in float32 otherwise (16-bit grids in float16 or bfloat16).
+float64; r / s and s * (q - z) are computed in float32 at least, whatever r's dtype, so that
+every value comes back within half a step (optimum-quanto divides bfloat16 weights in bfloat16,
+whose 8-bit significand rounds r / s before torch.round does: its integers then differ from
+these by one on some weights, and are not always the nearest level).
 
 Left out on purpose: calibration of activation ranges over many batches (Lesson 5 quantizes
 activations per token on the fly), non-uniform grids, float8 formats, and stochastic rounding.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 
 from tutorlib._checks import (
@@ -75,6 +85,13 @@ __all__ = [
     "compare_forms",
     "clipped_fake_quantize",
     "clipping_sweep",
+    "predicted_sqnr_db",
+    "sqnr_by_bits",
+    "db_per_bit",
+    "ClippingChoice",
+    "best_clipping",
+    "OutlierExperiment",
+    "one_outlier",
     "pack_weights",
     "unpack_weights",
 ]
@@ -183,15 +200,17 @@ def _integer_dtype(bits: int, symmetric: bool) -> torch.dtype:
     return torch.int32
 
 
-def _compute_dtype(dtype: torch.dtype, bits: int) -> torch.dtype:
-    """The dtype r / s and s * (q - z) are computed in: r's own dtype when its significand holds
-    every integer of the k-bit grid exactly (as optimum-quanto and torch compute, so the
-    integers match theirs), float32 otherwise (16-bit grids in float16 or bfloat16).
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype r / s and s * (q - z) are computed in: float32 at least, whatever r's dtype.
 
-    Example: bfloat16 (8 significant bits) for 8-bit grids; float32 for a 16-bit grid.
+    A 16-bit float cannot hold r / s precisely enough: float16 keeps 11 significant bits, so
+    r / s near 128 is rounded to a multiple of 2**-3 before torch.round sees it, and a value
+    just below a half-way point can round up (a float16 range [-4e4, 6e4] at 8 bits: 10000 / s =
+    25.494 becomes 25.5 and rounds to 26, an error above half a step); bfloat16 (8 bits) is
+    worse. float32 (24 bits) resolves r / s for every grid up to 16 bits.
+    Example: float16 and bfloat16 -> float32; float32 -> float32; float64 -> float64.
     """
-    significand_bits = -round(math.log2(torch.finfo(dtype).eps)) + 1  # eps = 2**-(p - 1)
-    return dtype if significand_bits >= bits else torch.promote_types(dtype, torch.float32)
+    return torch.promote_types(dtype, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -365,7 +384,7 @@ def get_scale_and_zero_point(
         r_min = torch.clamp(r_min, max=0.0)  # widen the range to contain 0
         r_max = torch.clamp(r_max, min=0.0)
         scale = _floor_scale(_step(r_min, r_max, q_max - q_min))
-        compute = _compute_dtype(r.dtype, bits)
+        compute = _compute_dtype(r.dtype)
         zero_point = q_min - torch.round(r_min.to(compute) / scale.to(compute))
         zero_point = torch.clamp(zero_point, q_min, q_max).to(torch.int32)
     return QuantParams(scale, zero_point, bits, symmetric, dim, group_size)
@@ -383,7 +402,7 @@ def linear_quantize(r: torch.Tensor, params: QuantParams) -> torch.Tensor:
     check_float_tensor(r, "r")
     _check_params(params, QuantParams)
     _check_fits(r, params.scale, params.dim, params.group_size, "r")
-    compute = _compute_dtype(r.dtype, params.bits)
+    compute = _compute_dtype(r.dtype)
     r_view = _grouped(r.detach(), params.group_size).to(compute)  # scale (..., n // g, 1) fits
     q = torch.round(r_view / params.scale.to(compute)) + params.zero_point
     q = torch.clamp(q, params.q_min, params.q_max)
@@ -398,10 +417,21 @@ def linear_dequantize(q: torch.Tensor, params: QuantParams) -> torch.Tensor:
     check_integer_tensor(q, "q")
     _check_params(params, QuantParams)
     _check_fits(q, params.scale, params.dim, params.group_size, "q")
-    compute = _compute_dtype(params.scale.dtype, params.bits)
+    compute = _compute_dtype(params.scale.dtype)
     q_view = _grouped(q, params.group_size).to(compute)  # (..., n // g, g), as in linear_quantize
     r_hat = params.scale.to(compute) * (q_view - params.zero_point)
-    return r_hat.reshape(q.shape).to(params.scale.dtype)
+    return _saturate(r_hat, params.scale.dtype).reshape(q.shape)
+
+
+def _saturate(r_hat: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """r_hat in `dtype`, a level beyond its range set to the largest finite value.
+
+    A coarse grid can put its top level past the dtype's maximum (2 bits over a float16 range
+    [-4e4, 6e4]: s = 33344, level 2 * s = 66688 > 65504); the data lie inside the range, so
+    65504 is nearer to every value that rounds to that level than inf would be.
+    """
+    finfo = torch.finfo(dtype)
+    return torch.clamp(r_hat, finfo.min, finfo.max).to(dtype)
 
 
 def _check_params(params: object, expected: type) -> None:
@@ -555,7 +585,7 @@ def offset_dequantize(q: torch.Tensor, params: OffsetParams) -> torch.Tensor:
     _check_fits(q, params.scale, params.dim, params.group_size, "q")
     q_view = _grouped(q, params.group_size).double()  # (..., n // g, g), as in offset_quantize
     r_hat = params.scale.double() * q_view + params.offset.double()  # float64: s * q < 2**1024
-    return r_hat.reshape(q.shape).to(params.scale.dtype)
+    return _saturate(r_hat, params.scale.dtype).reshape(q.shape)
 
 
 def offset_fake_quantize(
@@ -675,19 +705,199 @@ def clipping_sweep(
 
     Example: 4096 standard normal values (seed 0) plus one value 50 at 4 bits: SQNR 2.1 dB at
     c = absmax = 50, best 4.8 dB at c = 7; the clipped outlier's own error (43) then dominates.
-    Returns (thresholds (n,), sqnr_db (n,)), both float64.
+    Returns (thresholds (n,), sqnr_db (n,)), both float64. The SQNR is +inf where a threshold
+    reproduces r exactly (a constant r at c = absmax), as in `quantization_error`; an all-zero r
+    has no range to clip: every threshold is 0 and every SQNR +inf (r comes back exactly).
     """
     check_float_tensor(r, "r")
     _check_bits(bits)
     check_int(n_thresholds, "n_thresholds", minimum=1)
     abs_max = r.detach().abs().max().double()
-    if abs_max == 0:
-        raise ValueError("r is all zeros: there is no range to clip")
+    if abs_max == 0:  # nothing to clip, and zeros quantize exactly
+        return torch.zeros(n_thresholds, dtype=torch.float64), torch.full(
+            (n_thresholds,), math.inf, dtype=torch.float64
+        )
     thresholds = abs_max * torch.arange(1, n_thresholds + 1, dtype=torch.float64) / n_thresholds
     sqnr_db = [
         quantization_error(r, clipped_fake_quantize(r, c.item(), bits)).sqnr_db for c in thresholds
     ]
     return thresholds, torch.tensor(sqnr_db, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- predicting the error
+
+
+def predicted_sqnr_db(r: torch.Tensor, params: QuantParams) -> float:
+    """The SQNR that uniform rounding noise predicts: 10 log10(mean(r**2) / mean(s**2 / 12)).
+
+    Rounding to a grid of step s leaves an error spread evenly over [-s/2, s/2], whose mean
+    square is s**2 / 12 (Analog Devices MT-001); with one s per channel or group, the noise is
+    the mean of s**2 / 12 over all values. The model assumes no clipping and values that fall
+    anywhere between two levels, which holds once the step is small next to the data's spread.
+
+    Example: r = [-1.0, 0.5, 3.0], 8 bits, asymmetric: s = 4 / 255, mean(r**2) = 10.25 / 3,
+    12 * 3.4167 / (4 / 255)**2 = 166,627, so 52.22 dB. -inf for an all-zero r (no signal).
+    """
+    check_float_tensor(r, "r")
+    _check_params(params, QuantParams)
+    _check_fits(r, params.scale, params.dim, params.group_size, "r")
+    r64 = _grouped(r.detach(), params.group_size).double()  # (..., n // g, g) per group
+    step_squared = (params.scale.double() ** 2).expand_as(r64)  # each value's s**2
+    signal_power = (r64**2).mean().item()
+    noise_power = step_squared.mean().item() / 12
+    return 10 * math.log10(signal_power / noise_power) if signal_power else -math.inf
+
+
+def _check_bit_widths(bits: object) -> list[int]:
+    if isinstance(bits, str | bytes) or not hasattr(bits, "__iter__"):
+        raise TypeError(f"bits must be a sequence of bit widths such as [2, 4, 8], got {bits!r}")
+    widths = list(bits)
+    if not widths:
+        raise ValueError("bits is empty: give at least one bit width, e.g. [2, 4, 8]")
+    for width in widths:
+        if isinstance(width, bool) or not isinstance(width, int) or width not in SUPPORTED_BITS:
+            raise ValueError(f"every entry of bits must be one of {SUPPORTED_BITS}, got {width!r}")
+    return widths
+
+
+def sqnr_by_bits(
+    r: torch.Tensor,
+    bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
+    group_size: int = 64,
+    predicted: bool = False,
+) -> pd.DataFrame:
+    """SQNR (dB) of zero-point quantization of r at each bit width, for three granularities.
+
+    Columns: "per-tensor" (one scale), "per-channel" (one scale per index of dim 0, e.g. per
+    output row of a weight) and "per-group (g)" (one scale per g consecutive values of the last
+    axis). Measured: quantization_error(r, fake_quantize(r, k, ...)).sqnr_db; with
+    predicted=True, predicted_sqnr_db from the step alone, 10 log10(mean r**2 * 12 / s**2).
+
+    Example: r = [[-1.0, 0.5, 3.0, 2.0], [0.25, -0.75, 1.5, -2.0]], bits [8], group_size 2:
+    per-tensor 49.44 dB, per-channel 51.22 dB, per-group (2) 58.11 dB.
+    Returns a DataFrame indexed by bits.
+    """
+    check_float_tensor(r, "r")
+    if r.ndim == 0:
+        raise ValueError("r must have at least one dimension (channels and groups need an axis)")
+    widths = _check_bit_widths(bits)
+    _check_group_size(r, check_int(group_size, "group_size", minimum=1))
+    check_bool(predicted, "predicted")
+    granularities = {"per-tensor": {}, "per-channel": {"dim": 0}}
+    granularities[f"per-group ({group_size})"] = {"group_size": group_size}
+
+    def sqnr(k: int, kwargs: dict) -> float:
+        if predicted:
+            return predicted_sqnr_db(r, get_scale_and_zero_point(r, k, **kwargs))
+        return quantization_error(r, fake_quantize(r, k, **kwargs)).sqnr_db
+
+    table = {name: [sqnr(k, kw) for k in widths] for name, kw in granularities.items()}
+    return pd.DataFrame(table, index=pd.Index(widths, name="bits"))
+
+
+def db_per_bit(table: pd.DataFrame, min_bits: int = 4) -> pd.Series:
+    """Slope of each column of an SQNR table (see `sqnr_by_bits`), in dB per bit.
+
+    The least-squares line through (k, SQNR_k) for every k >= min_bits (below about 4 bits the
+    grid is too coarse for the uniform-noise picture). The rule 20 log10(2) = 6.02 dB per bit
+    holds if one more bit halves s; with s = range / (2**k - 1) it shrinks by slightly more,
+    (2**k - 1) / (2**(k+1) - 1), so a range-set grid gains 6.15 dB per bit from 4 to 8 bits.
+    Example: SQNR [10.0, 16.0, 22.0] at bits [4, 5, 6] -> 6.0 dB per bit.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame from sqnr_by_bits, got {table!r}")
+    check_int(min_bits, "min_bits", minimum=1)
+    rows = table[table.index >= min_bits].astype(float)
+    if len(rows) < 2 or not np.isfinite(rows.to_numpy()).all():
+        raise ValueError(
+            f"table needs finite SQNRs at two or more bit widths >= min_bits={min_bits}; "
+            f"it has bit widths {list(table.index)}"
+        )
+    bits = rows.index.to_numpy(dtype=float)
+    return rows.apply(lambda column: np.polyfit(bits, column.to_numpy(), 1)[0]).rename("dB per bit")
+
+
+@dataclass(frozen=True)
+class ClippingChoice:
+    """The best clipping threshold of a sweep (see `best_clipping`)."""
+
+    threshold: float  # c, the clipping range +-c
+    fraction_of_max: float  # c / max|r|
+    sqnr_db: float  # SQNR with the range clipped at c
+    sqnr_db_unclipped: float  # SQNR with c = max|r| (no clipping)
+    n_clipped: int  # values with |r| > c, which come back as +-c
+
+
+def best_clipping(r: torch.Tensor, bits: int = 8, n_thresholds: int = 100) -> ClippingChoice:
+    """The threshold c of `clipping_sweep` with the highest SQNR, and what it costs.
+
+    Example: 4096 standard normal values (seed 0) plus one value 50 at 4 bits: c = 7.0, 14% of
+    the maximum, SQNR 4.8 dB against 2.1 dB unclipped; 1 value clipped (the outlier).
+    """
+    thresholds, sqnr_db = clipping_sweep(r, bits, n_thresholds)
+    best = int(torch.argmax(sqnr_db))  # the first of equal maxima
+    threshold, abs_max = thresholds[best].item(), thresholds[-1].item()
+    return ClippingChoice(
+        threshold=threshold,
+        fraction_of_max=threshold / abs_max if abs_max else 1.0,  # all zeros: nothing clipped
+        sqnr_db=sqnr_db[best].item(),
+        sqnr_db_unclipped=sqnr_db[-1].item(),
+        n_clipped=int((r.detach().abs().double() > threshold).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class OutlierExperiment:
+    """What one outlier does to the others' SQNR (see `one_outlier`)."""
+
+    sqnr_others_db: dict[str, float]  # SQNR of every value but the outlier, by treatment
+    clipping: ClippingChoice  # the best clipping of the tensor with the outlier
+    outlier_kept: float  # r_hat / r at the outlier after that clipping (1.0: kept whole)
+
+
+def one_outlier(
+    r: torch.Tensor, factor: float = 10.0, bits: int = 8, n_thresholds: int = 100
+) -> OutlierExperiment:
+    """Set r's first value to factor * max|r| and measure the other values' SQNR four ways.
+
+    Symmetric quantization of: r itself ("no outlier, per-tensor"); r with the outlier, one
+    scale ("outlier, per-tensor"), one scale per index of dim 0 ("outlier, per-channel"), and
+    one scale clipped at the best threshold of `clipping_sweep` ("outlier, per-tensor,
+    clipped"). The SQNRs leave the outlier out: they measure what it does to everyone else.
+    Example: with a 384 x 384 weight at 8 bits and factor 10, the per-tensor SQNR of the
+    others drops by about 20 dB (a ten times larger step), and per-channel gets it back.
+    """
+    check_float_tensor(r, "r")
+    factor = check_real(factor, "factor", 1.0)
+    if r.ndim == 0 or r.numel() < 2:
+        raise ValueError(f"r needs at least two values (one becomes the outlier), got {r.shape}")
+    with_outlier = r.detach().clone()
+    with_outlier.view(-1)[0] = factor * r.detach().abs().max()
+    if not torch.isfinite(with_outlier.view(-1)[0]):
+        raise ValueError(
+            f"factor * max|r| overflows {r.dtype}: use a smaller factor or cast r to float64"
+        )
+    others = torch.ones_like(r, dtype=torch.bool)
+    others.view(-1)[0] = False  # every value but the outlier
+    clipping = best_clipping(with_outlier, bits, n_thresholds)
+    clipped = (
+        clipped_fake_quantize(with_outlier, clipping.threshold, bits)
+        if clipping.threshold
+        else with_outlier
+    )
+    r_hats = {
+        "no outlier, per-tensor": (r.detach(), fake_quantize(r.detach(), bits, symmetric=True)),
+        "outlier, per-tensor": (with_outlier, fake_quantize(with_outlier, bits, symmetric=True)),
+        "outlier, per-channel": (with_outlier, fake_quantize(with_outlier, bits, True, dim=0)),
+        "outlier, per-tensor, clipped": (with_outlier, clipped),
+    }
+    sqnr_others_db = {
+        name: quantization_error(values[others], r_hat[others]).sqnr_db
+        for name, (values, r_hat) in r_hats.items()
+    }
+    outlier = with_outlier.view(-1)[0].item()
+    kept = clipped.reshape(-1)[0].item() / outlier if outlier else 1.0
+    return OutlierExperiment(sqnr_others_db, clipping, kept)
 
 
 # ---------------------------------------------------------------- 2-bit and 4-bit packing
@@ -708,12 +918,12 @@ def pack_weights(q: torch.Tensor, bits: int) -> torch.Tensor:
     per_byte = 8 // bits
     if q.ndim == 0 or q.shape[-1] % per_byte != 0:
         raise ValueError(
-            f"the last dimension must be a multiple of {per_byte} to pack {bits}-bit values; "
+            f"q's last dimension must be a multiple of {per_byte} to pack {bits}-bit values; "
             f"got shape {tuple(q.shape)} (pad it first)"
         )
     if q.numel() and (q.min() < 0 or q.max() > 2**bits - 1):
         raise ValueError(
-            f"values must lie in [0, {2**bits - 1}] to fit in {bits} bits; "
+            f"the values of q must lie in [0, {2**bits - 1}] to fit in {bits} bits; "
             f"shift signed values by {2 ** (bits - 1)} first"
         )
     runs = q.to(torch.uint8).reshape(*q.shape[:-1], -1, per_byte)  # (..., n // per_byte, per_byte)

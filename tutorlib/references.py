@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # only for type hints: importing transformers takes seconds
 __all__ = ["quantize_with_quanto", "quanto_w8a8", "torch_ao_dynamic"]
 
 
+def _check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
 def quantize_with_quanto(model: nn.Module) -> nn.Module:
     """optimum-quanto's int8 weights, the reference: quantize(model, weights=qint8); freeze(model).
 
@@ -35,6 +41,7 @@ def quantize_with_quanto(model: nn.Module) -> nn.Module:
     scale absmax / 127, the same integers and scales as W8A16Linear; embeddings, norms and
     biases stay float. In place; the model is also returned.
     """
+    _check_model(model)
     quantize(model, weights=qint8)  # marks the Linear layers for int8 weights
     freeze(model)  # replaces each float weight by int8 data and float scales
     return model
@@ -49,6 +56,7 @@ def quanto_w8a8(
     forward records the activations' range (one scale per tensor), in batches of 32; freeze
     then stores the int8 weights. In place; the model is also returned.
     """
+    _check_model(model)
     quantize(model, weights=qint8, activations=qint8)
     with torch.inference_mode(), Calibration():
         for start in range(0, len(sentences), 32):
@@ -62,6 +70,7 @@ def quanto_w8a8(
 
 def torch_ao_dynamic(model: nn.Module) -> nn.Module:
     """torch.ao's dynamic int8 quantization of every nn.Linear (a new model is returned)."""
+    _check_model(model)
     with warnings.catch_warnings():
         # torch 2.13 warns that torch.ao.quantization is deprecated in favour of torchao and that
         # quantized tensor dtypes will go; it still runs, and it is the reference compared with.

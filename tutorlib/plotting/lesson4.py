@@ -8,10 +8,14 @@ whether to display it.
 Left out on purpose: per-channel grids drawn one by one.
 """
 
+import math
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from tutorlib._checks import check_float_tensor, check_int
 from tutorlib.plotting._figure import new_figure
 from tutorlib.quantization import QuantParams, linear_dequantize, linear_quantize
 
@@ -30,6 +34,12 @@ def plot_weight_histogram_with_grid(weights: torch.Tensor, params: QuantParams) 
     histogram and a range set by the extremes, most levels sit in the nearly empty tails.
     `params` are per-tensor QuantParams, e.g. get_scale_and_zero_point(weights, bits=4).
     """
+    check_float_tensor(weights, "weights")
+    if not isinstance(params, QuantParams):
+        raise TypeError(
+            "params must be a QuantParams, e.g. get_scale_and_zero_point(weights, bits=4); "
+            f"got {type(params).__name__}"
+        )
     if params.dim is not None or params.group_size is not None:
         raise ValueError("plot_weight_histogram_with_grid draws one per-tensor grid")
     q = torch.arange(params.q_min, params.q_max + 1, dtype=torch.int32)  # every integer
@@ -62,6 +72,7 @@ def plot_sqnr_vs_bits(bits: list[int], sqnr_db: dict[str, list[float]]) -> Figur
     curve parallel to it gains exactly 6.02 dB per bit. The title gives the last scheme's fitted
     slope over the bit widths from 4 up (below 4 bits the grid is too coarse for the rule).
     """
+    _check_curves(bits, sqnr_db)
     x = np.array(bits, dtype=float)
     fig = new_figure(8, 4.5)
     ax = fig.subplots()
@@ -71,12 +82,15 @@ def plot_sqnr_vs_bits(bits: list[int], sqnr_db: dict[str, list[float]]) -> Figur
     reference = last[-1] + _DB_PER_BIT * (x - x[-1])
     ax.plot(x, reference, color="grey", linestyle="--", label="6.02 dB per bit")
     fit = x >= 4
-    slope = np.polyfit(x[fit], last[fit], 1)[0]
     ax.set_xlabel("bit width k (bits)")
     ax.set_ylabel("SQNR (dB)")
-    ax.set_title(
-        f"{list(sqnr_db)[-1]}: {slope:.2f} dB per bit from 4 to {bits[-1]} bits (rule: 6.02)"
-    )
+    if fit.sum() >= 2:  # a slope needs two bit widths from 4 up
+        slope = np.polyfit(x[fit], last[fit], 1)[0]
+        ax.set_title(
+            f"{list(sqnr_db)[-1]}: {slope:.2f} dB per bit from 4 to {bits[-1]} bits (rule: 6.02)"
+        )
+    else:
+        ax.set_title("SQNR against bit width (rule: 6.02 dB per bit)")
     ax.legend(loc="upper left")
     ax.grid(True, alpha=0.3)
     return fig
@@ -87,8 +101,17 @@ def plot_clipping_sweep(thresholds: torch.Tensor, sqnr_db: torch.Tensor, bits: i
 
     The best threshold is marked; the title compares it with no clipping (c = max|w|).
     """
-    ratio = (thresholds / thresholds[-1]).numpy()
-    values = sqnr_db.numpy()
+    check_float_tensor(thresholds, "thresholds")
+    check_float_tensor(sqnr_db, "sqnr_db")
+    check_int(bits, "bits", minimum=1)
+    if thresholds.ndim != 1 or sqnr_db.shape != thresholds.shape or thresholds.min() <= 0:
+        raise ValueError(
+            "thresholds and sqnr_db must be 1-d, of the same length, with positive thresholds "
+            f"(from clipping_sweep); got shapes {tuple(thresholds.shape)} and "
+            f"{tuple(sqnr_db.shape)}"
+        )
+    ratio = (thresholds / thresholds[-1]).detach().numpy()
+    values = sqnr_db.detach().numpy()
     best = int(np.argmax(values))
     fig = new_figure(8, 4)
     ax = fig.subplots()
@@ -104,3 +127,26 @@ def plot_clipping_sweep(thresholds: torch.Tensor, sqnr_db: torch.Tensor, bits: i
     ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     return fig
+
+
+def _check_curves(bits: object, sqnr_db: object) -> None:
+    """bits: a non-empty list of positive ints; sqnr_db: {name: one finite SQNR per bit width}."""
+    if isinstance(bits, str) or not isinstance(bits, Sequence) or not bits:
+        raise TypeError(
+            f"bits must be a non-empty list of bit widths such as [2, 4, 8], got {bits!r}"
+        )
+    for width in bits:
+        check_int(width, "every entry of bits", minimum=1)
+    if not isinstance(sqnr_db, Mapping) or not sqnr_db:
+        raise TypeError(
+            f"sqnr_db must be a non-empty dict {{name: [SQNR per bit width]}}, got {sqnr_db!r}"
+        )
+    for name, values in sqnr_db.items():
+        numbers = (
+            list(values) if isinstance(values, Sequence) and not isinstance(values, str) else []
+        )
+        finite = all(isinstance(v, int | float) and math.isfinite(v) for v in numbers)
+        if len(numbers) != len(bits) or not finite:
+            raise ValueError(
+                f"sqnr_db[{name!r}] must hold {len(bits)} finite numbers, one per entry of bits"
+            )
