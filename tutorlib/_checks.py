@@ -31,6 +31,10 @@ __all__ = [
 
 def dtype_name(dtype: torch.dtype) -> str:
     """The dtype's name without the ``torch.`` prefix, e.g. ``torch.bfloat16 -> "bfloat16"``."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(
+            f"dtype must be a torch.dtype such as torch.bfloat16, got {type(dtype).__name__}"
+        )
     return str(dtype).removeprefix("torch.")
 
 
