@@ -21,6 +21,7 @@ from tutorlib.search import (
     load_search_task,
     rank,
     rankings_table,
+    search_agreement,
     search_sentences,
 )
 
@@ -309,3 +310,15 @@ def test_search_sentences_are_the_corpus_then_the_queries() -> None:
     sentences = search_sentences(task)
     assert sentences[: len(task.corpus)] == list(task.corpus)
     assert sentences[len(task.corpus) :] == list(task.queries)
+
+
+def test_search_agreement_of_fp32_with_itself_and_of_noise():
+    task = load_search_task()
+    n = len(task.corpus) + len(task.queries)
+    reference = torch.randn(n, 16, generator=torch.Generator().manual_seed(0))
+    same = search_agreement(reference, reference, task)
+    assert same.min_cosine == pytest.approx(1.0) and same.same_top3 == same.n_queries == 12
+    other = search_agreement(-reference, reference, task)
+    assert other.min_cosine == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="embeddings"):
+        search_agreement(reference[:5], reference, task)

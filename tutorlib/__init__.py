@@ -19,6 +19,9 @@ One module per idea a lesson teaches; import from the module itself, e.g.
 - ``allocator``      Lesson 5: glibc's setting that keeps freed memory for reuse.
 - ``profiling``      Lesson 5: time inside linear layers, Amdahl's law, activation statistics.
 - ``benchmark``      Lesson 5: the int8 inference benchmark, its table and its targets.
+- ``gptq``           Lesson 6: 4-bit weights by round-to-nearest and by GPTQ, layer and model.
+- ``w4_layers``      Lesson 6: the 4-bit linear layer (two integers per byte, per-group grids).
+- ``serialization``  Lesson 6: a quantized model saved to safetensors and loaded bit-exact.
 - ``plotting``       every lesson's figures, one module per lesson (``plotting.lesson1`` ...).
 - ``exercises``      every lesson's exercises, checked on hidden cases (``check``).
 

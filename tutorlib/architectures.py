@@ -3,8 +3,8 @@
 MobileViT-small and flan-t5-small are built from their published configurations, which tutorlib
 ships: exact architectures and parameter counts, with untrained (seeded) weights. Loading the
 real checkpoints works where the Hugging Face Hub is configured and reachable, from safetensors
-only (never a pickle); the course itself never needs it. `chelsea_pixel_values` preprocesses scikit-image's cat photo as MobileViT
-expects.
+only (never a pickle); the course itself never needs it. `chelsea_pixel_values` preprocesses
+scikit-image's cat photo as MobileViT expects.
 
 Left out on purpose: downloading anything, tokenizers for flan-t5, and image preprocessing
 beyond resizing, cropping and scaling.

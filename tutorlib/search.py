@@ -352,3 +352,46 @@ def find_misses(ranking: torch.Tensor, task: SearchTask) -> list[Miss]:
                 Miss(query, task.corpus[order[0]], task.corpus[relevant], order.index(relevant) + 1)
             )
     return misses
+
+
+@dataclass(frozen=True)
+class SearchAgreement:
+    """How a quantized model's search compares with FP32's (as in Lessons 3 to 5)."""
+
+    min_cosine: float  # the smallest cosine between a sentence's embedding and its FP32 one
+    right_first: int  # queries whose first result is the right answer
+    same_top3: int  # queries whose first three results are FP32's, in the same order
+    n_queries: int
+
+
+def search_agreement(
+    embeddings: torch.Tensor, reference: torch.Tensor, task: SearchTask
+) -> SearchAgreement:
+    """Score the embeddings of search_sentences(task) against FP32's (`reference`).
+
+    min_cosine = min_i cos(e_i, r_i); the queries' rankings over the corpus are compared with
+    compare_rankings(k=3). Example: FP32 against itself on the course's task: min_cosine 1.0,
+    right_first 10 of 12, same_top3 12.
+    """
+    if not isinstance(task, SearchTask):
+        raise TypeError(
+            f"task must be a SearchTask (load_search_task()), got {type(task).__name__}"
+        )
+    n_corpus, n_sentences = len(task.corpus), len(task.corpus) + len(task.queries)
+    for name, value in (("embeddings", embeddings), ("reference", reference)):
+        check_float_tensor(value, name)
+        if value.ndim != 2 or value.shape[0] != n_sentences:
+            raise ValueError(
+                f"{name} must be ({n_sentences}, hidden): one row per sentence of "
+                f"search_sentences(task), got {tuple(value.shape)}"
+            )
+    cosines = cosines_to_reference(embeddings, reference)
+    ranking = rank(embeddings[n_corpus:], embeddings[:n_corpus])
+    fp32_ranking = rank(reference[n_corpus:], reference[:n_corpus])
+    comparison = compare_rankings(fp32_ranking, ranking, task.relevant, k=3)
+    return SearchAgreement(
+        min_cosine=cosines.min().item(),
+        right_first=round(comparison.top1_accuracy * comparison.n_queries),
+        same_top3=comparison.same_top_k,
+        n_queries=comparison.n_queries,
+    )

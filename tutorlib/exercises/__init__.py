@@ -9,7 +9,7 @@ them in ``EXERCISES`` when imported; a new lesson adds its module to the import 
 Leaves out: grading and progress tracking; every check runs in the learner's own kernel.
 """
 
-from tutorlib.exercises import lesson1, lesson2, lesson3, lesson4, lesson5  # noqa: F401 (registers)
+from tutorlib.exercises import lesson1, lesson2, lesson3, lesson4, lesson5, lesson6  # noqa: F401
 from tutorlib.exercises.core import EXERCISES, Exercise, Feedback, check
 
 __all__ = ["EXERCISES", "Exercise", "Feedback", "check"]

@@ -1,7 +1,7 @@
 """Every lesson's figures: one module per lesson, re-exported here.
 
 ``from tutorlib.plotting import plot_spacing`` works for every figure; the modules are
-``lesson1`` to ``lesson5`` (and one figure helper, ``_figure``). Each function returns a
+``lesson1`` to ``lesson6`` (and one figure helper, ``_figure``). Each function returns a
 matplotlib Figure with labelled axes and a title that states the finding; nothing here computes
 a result that a lesson's prose relies on.
 """
@@ -20,6 +20,11 @@ from tutorlib.plotting.lesson5 import (
     plot_int8_speedups,
     plot_time_breakdown,
 )
+from tutorlib.plotting.lesson6 import (
+    plot_layer_errors,
+    plot_nibble_packing,
+    plot_size_accuracy_frontier,
+)
 
 __all__ = [
     "plot_bit_layouts",
@@ -35,4 +40,7 @@ __all__ = [
     "plot_time_breakdown",
     "plot_accuracy_vs_speed",
     "plot_activation_sqnr",
+    "plot_layer_errors",
+    "plot_size_accuracy_frontier",
+    "plot_nibble_packing",
 ]

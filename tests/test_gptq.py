@@ -1,0 +1,186 @@
+"""Tests of tutorlib.gptq: round-to-nearest and GPTQ on per-group grids, by hand and by property."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from tutorlib.gptq import (
+    gptq_quantize,
+    hessian,
+    inverse_hessian_cholesky,
+    load_calibration_sentences,
+    output_error,
+    quantize_linear_weights,
+    rtn_quantize,
+    spread_column_error,
+)
+from tutorlib.quantization import (
+    QuantParams,
+    get_scale_and_zero_point,
+    linear_dequantize,
+    linear_quantize,
+)
+from tutorlib.search import load_search_task, search_sentences
+
+
+def seeded(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def hadamard(n: int) -> torch.Tensor:
+    """Sylvester's construction: entries +-1 and H^T H = n I exactly (white inputs)."""
+    h = torch.ones(1, 1)
+    while h.shape[0] < n:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h
+
+
+def correlated_inputs(samples=2048, features=128, rank=16, seed=0):
+    """Inputs whose features are mixtures of a few sources plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    sources = torch.randn(samples, rank, generator=g)
+    mixing = torch.randn(rank, features, generator=g)
+    return sources @ mixing + 0.1 * torch.randn(samples, features, generator=g)
+
+
+def test_rtn_textbook_row():
+    # One row, one group of 4 at 2 bits: s = 1.2 / 3 = 0.4 -> float16 0.39990234, z = 1.
+    qt = rtn_quantize(torch.tensor([[-0.3, 0.1, 0.15, 0.9]]), bits=2, group_size=4)
+    assert qt.q.tolist() == [[0, 1, 1, 3]]
+    assert qt.params.zero_point.item() == 1
+    assert qt.params.scale.item() == torch.tensor(0.4).half().item()
+    assert torch.allclose(qt.dequantize(), torch.tensor([[-0.4, 0.0, 0.0, 0.8]]), atol=1e-3)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("group_size", [8, 32, None], ids=["g8", "g32", "per-channel"])
+def test_rtn_is_lesson_4s_quantizer_with_float16_scales(bits, group_size):
+    w = seeded(16, 64)
+    params = get_scale_and_zero_point(w, bits, group_size=group_size or 64)
+    stored = QuantParams(
+        params.scale.half().float(), params.zero_point, bits, False, None, params.group_size
+    )
+    qt = rtn_quantize(w, bits, group_size)
+    assert torch.equal(qt.q, linear_quantize(w, stored))
+    assert torch.equal(qt.params.zero_point, params.zero_point)
+    # The float16 scale is within 2**-11 (float16's unit roundoff) of the float32 one.
+    assert torch.allclose(qt.params.scale, params.scale, rtol=2**-11, atol=0)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_each_group_lies_on_its_grid(bits, method):
+    w, x = seeded(8, 64), correlated_inputs(256, 64)
+    qt = rtn_quantize(w, bits, 16) if method == "rtn" else gptq_quantize(w, x, bits, 16)
+    assert qt.q.min() >= 0 and qt.q.max() <= 2**bits - 1
+    w_hat = qt.dequantize().reshape(8, 4, 16)  # (out, groups, g)
+    for row in w_hat:
+        for group in row:
+            assert group.unique().numel() <= 2**bits
+    scale, zero_point = qt.params.scale, qt.params.zero_point  # (8, 4, 1)
+    levels = zero_point + (w_hat / scale).round()  # back to integers on each group's grid
+    assert torch.allclose(scale * (levels - zero_point), w_hat)
+
+
+def test_gptq_on_white_inputs_equals_rtn_exactly():
+    w, x = seeded(32, 128) * 0.05, hadamard(128) * 3.0  # X^T X = 9 * 128 I
+    for bits, group_size in [(4, 32), (3, 128), (2, None)]:
+        rtn, gptq = rtn_quantize(w, bits, group_size), gptq_quantize(w, x, bits, group_size)
+        assert torch.equal(rtn.q, gptq.q)
+        assert torch.equal(rtn.params.scale, gptq.params.scale)
+        assert torch.equal(rtn.params.zero_point, gptq.params.zero_point)
+
+
+@pytest.mark.parametrize("group_size", [32, None], ids=["g32", "per-channel"])
+def test_gptq_beats_rtn_on_correlated_inputs(group_size):
+    w, x = seeded(64, 128) * 0.05, correlated_inputs()
+    rtn = output_error(w, rtn_quantize(w, 4, group_size).dequantize(), x)
+    gptq = output_error(w, gptq_quantize(w, x, 4, group_size).dequantize(), x)
+    assert gptq < 0.5 * rtn  # measured: about a quarter
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gptq_never_worse_on_random_white_inputs(seed):
+    w, x = seeded(64, 128, seed=seed), seeded(4096, 128, seed=100 + seed)
+    rtn = output_error(w, rtn_quantize(w, 4, 32).dequantize(), x)
+    gptq = output_error(w, gptq_quantize(w, x, 4, 32).dequantize(), x)
+    assert gptq <= rtn
+
+
+def test_one_error_compensation_step_by_hand():
+    # 2 x 4 weight; U with first row [0.5, -0.25, 0.1, 0]. Column 0 rounds [1.0, 2.0] to
+    # [1.2, 1.9]: err = (w - w_hat) / U[0, 0] = [-0.4, 0.2]; column j moves by -err * U[0, j]:
+    # column 1 by [-0.1, 0.05], column 2 by [0.04, -0.02], column 3 not at all.
+    w = torch.tensor([[1.0, 0.5, -0.5, 0.3], [2.0, -1.0, 0.25, 0.7]])
+    u = torch.eye(4)
+    u[0] = torch.tensor([0.5, -0.25, 0.1, 0.0])
+    out = spread_column_error(w, u, 0, torch.tensor([1.2, 1.9]))
+    expected = torch.tensor([[1.2, 0.4, -0.46, 0.3], [1.9, -0.95, 0.23, 0.7]])
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(w[:, 0], torch.tensor([1.0, 2.0]))  # the input is not modified
+
+
+def test_inverse_hessian_cholesky_textbook():
+    h = hessian(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    assert h.tolist() == [[4.0, 2.0], [2.0, 2.0]]
+    u = inverse_hessian_cholesky(h, damp=0.0)
+    s = 2**-0.5
+    assert torch.allclose(u, torch.tensor([[s, -s], [0.0, s]], dtype=torch.float64))
+    assert torch.allclose(u.T @ u, torch.linalg.inv(h))
+
+
+def test_gptq_agrees_with_the_column_by_column_loop():
+    """The blocked updates of gptq_quantize give what spread_column_error does column by column."""
+    w, x, g = seeded(16, 64) * 0.1, correlated_inputs(512, 64), 16
+    u = inverse_hessian_cholesky(hessian(x), 0.01).float()
+    moving = w.clone()
+    q = torch.empty(16, 64, dtype=torch.int32)
+    for i in range(64):
+        if i % g == 0:
+            grid = rtn_quantize(moving[:, i : i + g], 4, None).params  # this group, as it is now
+            params = type(grid)(grid.scale[:, 0], grid.zero_point[:, 0], 4, False, dim=0)
+        q[:, i : i + 1] = linear_quantize(moving[:, i : i + 1], params)
+        w_hat = linear_dequantize(q[:, i : i + 1], params)[:, 0]
+        moving = spread_column_error(moving, u, i, w_hat)
+    blocked = gptq_quantize(w, x, 4, g)
+    assert (blocked.q == q).double().mean() > 0.99  # float sums in another order may flip a tie
+
+
+def test_quantize_linear_weights_calibrates_in_order():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+    x = correlated_inputs(256, 16)
+    reference = model(x).detach()
+    rtn_model = copy.deepcopy(model)
+    rtn = quantize_linear_weights(rtn_model, "rtn", 3, 16, run=lambda: rtn_model(x))
+    results = quantize_linear_weights(model, "gptq", 3, 16, run=lambda: model(x))
+    assert list(results) == ["0", "2"]
+    assert torch.equal(model[0].weight, results["0"].quantized.dequantize())
+    for name in results:
+        assert 0 < results[name].relative_error < rtn[name].relative_error
+    assert (model(x) - reference).norm() < (rtn_model(x) - reference).norm()
+
+
+def test_quantize_linear_weights_refuses_gptq_without_calibration():
+    with pytest.raises(ValueError, match="run"):
+        quantize_linear_weights(nn.Sequential(nn.Linear(8, 4)), "gptq")
+
+
+def test_calibration_sentences_are_not_the_search_task():
+    calibration = load_calibration_sentences()
+    assert 32 <= len(calibration) <= 64
+    assert not set(calibration) & set(search_sentences(load_search_task()))
+
+
+def test_bad_inputs_get_clear_errors():
+    w = seeded(4, 8)
+    with pytest.raises(ValueError, match="group_size"):
+        rtn_quantize(w, 4, 3)
+    with pytest.raises(ValueError, match="bits"):
+        rtn_quantize(w, 16)
+    with pytest.raises(ValueError, match="inputs"):
+        gptq_quantize(w, seeded(5, 7), 4, 8)
+    with pytest.raises(ValueError, match="weight"):
+        gptq_quantize(seeded(8), seeded(5, 8), 4, 8)

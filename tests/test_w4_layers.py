@@ -1,0 +1,88 @@
+"""Tests of tutorlib.w4_layers: bytes per weight, packing, the 4-bit layer against its weights."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from tutorlib.gptq import gptq_quantize, quantize_linear_weights, rtn_quantize
+from tutorlib.layers import replace_linear
+from tutorlib.memory import model_size_bytes
+from tutorlib.quantization import pack_weights, unpack_weights
+from tutorlib.w4_layers import W4A16Linear, bits_per_weight, to_w4_layers, weight_only_bytes
+
+
+def seeded(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_bits_per_weight_textbook():
+    assert bits_per_weight(4, 128) == 4 + 24 / 128 == 4.1875
+    assert bits_per_weight(3, 32) == 3.75
+    assert bits_per_weight(8, 384) == 8.0625
+
+
+def test_weight_only_bytes_textbook():
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 128)
+    assert weight_only_bytes(linear, 4, 128) == 32_768 // 2 + 256 * 3 + 128 * 4  # 17,664
+    assert weight_only_bytes(linear, 4, None) == 32_768 // 2 + 128 * 3 + 128 * 4
+    assert weight_only_bytes(linear, 3, 128) == 32_768 * 3 // 8 + 256 * 3 + 128 * 4
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_packing_round_trips(bits):
+    q = torch.randint(0, 2**bits, (6, 32), generator=torch.Generator().manual_seed(bits))
+    packed = pack_weights(q, bits)
+    assert packed.dtype == torch.uint8 and packed.shape == (6, 32 * bits // 8)
+    assert torch.equal(unpack_weights(packed, bits).long(), q)
+
+
+def test_two_nibbles_per_byte_by_hand():
+    # q = [3, 12]: 3 in the low nibble, 12 in the high one: 3 + 12 * 16 = 195.
+    assert pack_weights(torch.tensor([[3, 12]]), 4).tolist() == [[195]]
+
+
+def test_layer_weight_is_the_quantized_tensor_exactly():
+    w, x = seeded(16, 64), seeded(100, 64, seed=1)
+    qt = gptq_quantize(w, x, 4, 32)
+    layer = W4A16Linear.from_quantized(qt, bias=torch.zeros(16))
+    assert torch.equal(layer.quantized_weight().dequantize(), qt.dequantize())
+    assert torch.equal(layer(x), x @ qt.dequantize().T)
+
+
+def test_from_linear_is_rtn_and_fits_replace_linear():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 8))
+    x = seeded(5, 256)
+    reference = copy.deepcopy(model)
+    replace_linear(model, W4A16Linear, skip=())
+    assert isinstance(model[2], W4A16Linear) and model[0].group_size == 128
+    weight_hat = rtn_quantize(reference[0].weight, 4, 128).dequantize()
+    assert torch.equal(model[0].quantized_weight().dequantize(), weight_hat)
+    assert torch.allclose(model(x), reference(x), atol=0.05)
+
+
+def test_to_w4_layers_gives_the_fake_quantized_model_bit_for_bit():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 16))
+    x = seeded(40, 32)
+    fp32_bytes = model_size_bytes(model)
+    results = quantize_linear_weights(model, "gptq", 4, 16, run=lambda: model(x))
+    fake = model(x)
+    to_w4_layers(model, {name: r.quantized for name, r in results.items()})
+    assert torch.equal(model(x), fake)
+    assert model_size_bytes(model) == weight_only_bytes(
+        nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 16)), 4, 16
+    )
+    assert model_size_bytes(model) < fp32_bytes / 4
+
+
+def test_layer_refuses_bad_shapes_and_grids():
+    with pytest.raises(ValueError, match="in_features"):
+        W4A16Linear(63, 4, group_size=21)
+    with pytest.raises(ValueError, match="4-bit"):
+        W4A16Linear.from_quantized(rtn_quantize(seeded(4, 8), 3, 8))
+    with pytest.raises(TypeError, match="QuantizedTensor"):
+        W4A16Linear.from_quantized(seeded(4, 8))
