@@ -2,15 +2,19 @@
 
 Every variant embeds the course's sentence set (Lesson 3's search task: corpus and queries);
 forwards at batch 1 and batch 32 are timed interleaved in one run, so each ratio to FP32 comes
-from the same minutes on the same machine. Prints the machine, its matmul peaks, a table
-(median latency, ratio to FP32, size, min cosine to FP32, linear-layer time and throughput as a
-fraction of the int8 peak) and the lesson's targets; writes JSON and a bar chart (PNG).
+from the same minutes on the same machine. The run happens twice, in two fresh processes: one
+with the default allocator, one that first applies the allocator setting of
+`tutorlib.allocator.keep_freed_memory` (a process-wide setting that cannot be undone, hence a
+process of its own). Prints the machine, its matmul peaks, each run's table, the two settings
+side by side and the targets of benchmarks/README.md; writes JSON and a bar chart (PNG).
 
     python benchmarks/int8_inference.py                 # or: make bench
     python benchmarks/int8_inference.py --repeats 5 --out /some/where/results.json
+    python benchmarks/int8_inference.py --allocator keep   # one run, in this process only
 """
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,8 +25,12 @@ from tutorlib.allocator import keep_freed_memory
 from tutorlib.benchmark import (
     build_variants,
     check_targets,
+    compare_settings,
+    drop_unused_pooler,
     format_table,
+    read_rows,
     run_benchmark,
+    use_inplace_gelu,
     write_json,
 )
 from tutorlib.machine import cpu_info
@@ -31,6 +39,7 @@ from tutorlib.search import load_minilm, load_search_task, search_sentences
 from tutorlib.timing import measure_matmul_peaks
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "int8_inference.json"
+SETTINGS = ("default", "keep")  # glibc's defaults; keep_freed_memory() applied first
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,32 +52,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for the peaks")
     parser.add_argument(
-        "--default-malloc",
-        action="store_true",
-        help="keep glibc's default thresholds (freed blocks go back to the OS; big temporaries "
-        "then page-fault at every call)",
+        "--allocator",
+        choices=SETTINGS,
+        default=None,
+        help="run once, in this process, with this allocator setting (default: run both, each "
+        "in a fresh subprocess, and compare)",
     )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    kept = False if args.default_malloc else keep_freed_memory()
+def run_one(args: argparse.Namespace) -> int:
+    """One benchmark run in this process, with args.allocator applied first."""
+    kept = keep_freed_memory() if args.allocator == "keep" else False
     machine = cpu_info()
-    print(f"machine: {machine.describe()}")
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads; malloc keeps freed memory: {kept}")
+    print(f"[{args.allocator}] torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"malloc keeps freed memory: {kept}")  # fmt: skip
     model, tokenizer = load_minilm()
-    task = load_search_task()
-    sentences = search_sentences(task)
+    drop_unused_pooler(model)  # mean-pooled embeddings never read it: every variant skips it
+    use_inplace_gelu(model)  # the same numbers, one tensor less per block, for every variant
+    sentences = search_sentences(load_search_task())
     variants = build_variants(model, tokenizer, sentences)
     peaks = measure_matmul_peaks(args.peak_size)
-    print(
-        f"matmul peaks ({args.peak_size}^3): int8 {peaks.int8_ops_per_s / 1e9:.0f} Gop/s, "
-        f"fp32 {peaks.fp32_ops_per_s / 1e9:.0f} Gop/s, bf16 {peaks.bf16_ops_per_s / 1e9:.0f} Gop/s "
-        f"(int8 / fp32 = {peaks.int8_ops_per_s / peaks.fp32_ops_per_s:.2f})"
-    )
     rows = run_benchmark(
         variants,
         tokenizer,
@@ -78,21 +82,54 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
     )
-    print(f"\n{len(sentences)} sentences; latency = median of {args.repeats} interleaved forwards")
     print(format_table(rows))
-    if {1, 32} <= set(args.batch_sizes):
-        print("\ntargets for tutorlib W8A8:")
-        for target in check_targets(rows):
-            verdict = "met" if target.met else "NOT met"
-            print(f"  {target.goal}: {target.measured:.4f} (need {target.required}) {verdict}")
     settings = {
         "repeats": args.repeats,
         "warmup": args.warmup,
         "batch_sizes": args.batch_sizes,
+        "allocator": args.allocator,
         "malloc_keeps_freed_memory": kept,
     }
-    path = write_json(args.out, rows, machine, peaks, settings)
-    figure = plot_int8_speedups(rows, machine.model_name)
+    write_json(args.out, rows, machine, peaks, settings)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.allocator is not None:
+        return run_one(args)
+    started = time.perf_counter()
+    machine = cpu_info()
+    print(f"machine: {machine.describe()}")
+    peaks = measure_matmul_peaks(args.peak_size)
+    print(
+        f"matmul peaks ({args.peak_size}^3): int8 {peaks.int8_ops_per_s / 1e9:.0f} Gop/s, "
+        f"fp32 {peaks.fp32_ops_per_s / 1e9:.0f} Gop/s, bf16 {peaks.bf16_ops_per_s / 1e9:.0f} Gop/s "
+        f"(int8 / fp32 = {peaks.int8_ops_per_s / peaks.fp32_ops_per_s:.2f})"
+    )
+    paths = {}
+    for setting in SETTINGS:  # one fresh process each: the setting cannot be undone
+        paths[setting] = args.out.with_name(f"{args.out.stem}_{setting}.json")
+        command = [sys.executable, __file__, "--allocator", setting, "--out", str(paths[setting])]
+        command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+        command += ["--peak-size", str(args.peak_size), "--batch-sizes"]
+        command += [str(b) for b in args.batch_sizes]
+        print(f"\n--- run with allocator setting {setting!r} (a subprocess) ---", flush=True)
+        subprocess.run(command, check=True)
+    rows = {setting: read_rows(path) for setting, path in paths.items()}
+    print(f"\nlatency = median of {args.repeats} interleaved forwards; ratios within each run")
+    print(compare_settings(rows["default"], rows["keep"]).round(2).to_string(index=False))
+    if {1, 32} <= set(args.batch_sizes):
+        print("\ntargets for tutorlib W8A8 (benchmarks/README.md):")
+        for key, target in check_targets(rows["default"], rows["keep"]).items():
+            spec = target.spec
+            relation = ">" if spec.strict else ">="
+            verdict = "met" if target.met else ("stretch, not met" if spec.stretch else "NOT met")
+            print(f"  {key:18s} {spec.goal}: {target.measured:.3f} "
+                  f"(need {relation} {spec.required}) {verdict}")  # fmt: skip
+    settings = {"repeats": args.repeats, "runs": {s: str(p) for s, p in paths.items()}}
+    path = write_json(args.out, rows["default"], machine, peaks, settings)
+    figure = plot_int8_speedups(rows["default"], machine.model_name)
     figure.savefig(path.with_suffix(".png"), dpi=100, bbox_inches="tight")
     print(f"\nwrote {path} and {path.with_suffix('.png')} in {time.perf_counter() - started:.0f} s")
     return 0

@@ -257,6 +257,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     },
     "find_row": lambda tmp: {"rows": benchmark_rows(), "batch_size": 32},
     "drop_unused_pooler": lambda tmp: {"model": _tiny_bert()},
+    "use_inplace_gelu": lambda tmp: {"model": _tiny_bert()},
     "amdahl_cap": lambda tmp: {
         "rows": benchmark_rows(),
         "peaks": api("MatmulPeaks")(64, 1e10, 1e9, 5e8),

@@ -146,3 +146,44 @@ def test_quantized_model_is_smaller_by_the_expected_bytes():
 def test_bad_input(call, error):
     with pytest.raises(error):
         call()
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "match"),
+    [
+        (torch.ones(3, 8, dtype=torch.int64), TypeError, "x must hold float"),
+        (torch.full((3, 8), float("nan")), ValueError, "x contains NaN"),
+        (torch.ones(3, 5), ValueError, r"x must have shape \(\.\.\., 8\)"),
+        ("not a tensor", TypeError, "x must be a torch.Tensor"),
+    ],
+    ids=["int-input", "nan", "wrong-width", "not-a-tensor"],
+)
+def test_w8a16_forward_refuses_bad_input(x, error: type, match: str) -> None:
+    layer = W8A16Linear.from_linear(nn.Linear(8, 4))
+    with pytest.raises(error, match=match):
+        layer(x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"in_features": 0, "out_features": 4}, ValueError, "in_features"),
+        ({"in_features": 8, "out_features": 2.5}, TypeError, "out_features"),
+        ({"in_features": 8, "out_features": 4, "bias": "no"}, TypeError, "bias"),
+        ({"in_features": 8, "out_features": 4, "dtype": torch.int8}, TypeError, "dtype"),
+    ],
+    ids=["zero-in", "float-out", "str-bias", "int-dtype"],
+)
+def test_w8a16_constructor_refuses_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        W8A16Linear(**kwargs)
+
+
+def test_replace_linear_refuses_bad_arguments() -> None:
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(TypeError, match="model"):
+        replace_linear("model", W8A16Linear)
+    with pytest.raises(TypeError, match="layer_cls"):
+        replace_linear(model, "W8A16Linear")
+    with pytest.raises(TypeError, match="skip"):
+        replace_linear(model, W8A16Linear, skip="lm_head")

@@ -1,14 +1,17 @@
-"""Tests of W8A8Linear (Lesson 5): int8 weights, int8 per-token activations, torch._int_mm."""
+"""Tests of W8A8Linear (Lesson 5): int8 weights, per-token int8 activations, a packed matmul."""
 
+import copy
 import math
+import pickle
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
-from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
+from tutorlib.layers import ONEDNN_INT8, W8A8Linear, W8A16Linear, replace_linear
 from tutorlib.quantization import get_scale_and_zero_point, linear_quantize
 
 EPS32 = torch.finfo(torch.float32).eps  # 2**-23, spacing of float32 just above 1
@@ -37,16 +40,16 @@ def test_hand_computed_example() -> None:
         linear.weight.copy_(torch.tensor([[2.54, 0.0, -2.54]]))
     layer = W8A8Linear.from_linear(linear)
     x = torch.tensor([[0.5, -1.27, 0.1]])
-    x_q, x_scale = W8A8Linear.quantize_activations(x)
+    x_q, x_scale = layer.quantize_activations(x)
     assert x_q.tolist() == [[50, -127, 10]]
     assert x_scale.item() == pytest.approx(0.01, rel=EPS32)
-    assert layer.int8_weight_t.tolist() == [[127], [0], [-127]]
+    assert layer.int8_weight.tolist() == [[127, 0, -127]]
     assert layer.scales.item() == pytest.approx(0.02, rel=EPS32)
     assert layer(x).item() == pytest.approx(1.016, rel=8 * EPS32)
-    # forward is exactly its three steps: quantize, integer product, rescale
-    acc = torch._int_mm(x_q, layer.int8_weight_t)
-    assert acc.tolist() == [[5080]]
-    assert torch.equal(layer.rescale(acc, x_scale), layer(x))
+    # forward is exactly its three steps: quantize, integer product (times s_w), rescale
+    y_w = layer.integer_matmul(x_q)
+    assert y_w.item() == pytest.approx(0.02 * 5080, rel=EPS32)
+    assert torch.equal(layer.rescale(y_w, x_scale), layer(x))
 
 
 def test_int_mm_sums_exactly_at_the_extremes() -> None:
@@ -81,12 +84,12 @@ def test_matches_float64_reference_of_the_same_quantized_computation(
     x = torch.randn(*leading, in_features)
     rows = x.reshape(-1, in_features)
     x_q, x_scale = _generic_quantize_rows(rows)  # Lesson 4's functions, not the layer's path
-    acc = x_q.double() @ layer.int8_weight_t.double()  # exact: integers below 2**53
-    y_ref = acc * x_scale.double() * layer.scales.double().t() + linear.bias.double()
+    acc = x_q.double() @ layer.int8_weight.double().t()  # exact: integers below 2**53
+    y_ref = acc * x_scale.double() * layer.scales.double() + linear.bias.double()
     y = layer(x).reshape(-1, out_features).double()
     # The layer rounds three times in float32 (int32 -> float, two products, one sum):
     # each step is within EPS32 / 2 relative, so 4 EPS32 of the terms' magnitudes bounds it.
-    magnitude = (acc * x_scale.double() * layer.scales.double().t()).abs() + linear.bias.abs()
+    magnitude = (acc * x_scale.double() * layer.scales.double()).abs() + linear.bias.abs()
     assert torch.all((y - y_ref).abs() <= 4 * EPS32 * magnitude)
     assert layer(x).shape == (*leading, out_features)
 
@@ -106,7 +109,7 @@ def test_fast_activation_quantizer_equals_the_generic_one(
     rows = torch.randn(tokens, features, generator=generator) * 10**log_scale
     if zero_row and tokens > 0:
         rows[0] = 0.0  # absmax 0: both paths floor the scale at eps and give q = 0
-    x_q, x_scale = W8A8Linear.quantize_activations(rows)
+    x_q, x_scale = W8A8Linear.from_linear(_linear(features, 1)).quantize_activations(rows)
     if tokens == 0:
         assert x_q.shape == (0, features) and x_scale.shape == (0, 1)
         return
@@ -119,7 +122,7 @@ def test_fast_activation_quantizer_equals_the_generic_one(
 def test_weights_are_the_same_integers_as_w8a16() -> None:
     linear = _linear(64, 32)
     assert torch.equal(
-        W8A8Linear.from_linear(linear).int8_weight_t.t(),
+        W8A8Linear.from_linear(linear).int8_weight,
         W8A16Linear.from_linear(linear).int8_weight,
     )
 
@@ -144,12 +147,12 @@ def test_error_against_float_layer_is_within_the_rounding_bound(
     linear = _linear(in_features, out_features, seed)
     layer = W8A8Linear.from_linear(linear)
     x = torch.randn(tokens, in_features, generator=torch.Generator().manual_seed(seed))
-    x_q, x_scale = W8A8Linear.quantize_activations(x)
+    x_q, x_scale = layer.quantize_activations(x)
     x_hat = x_scale.double() * x_q.double()  # (tokens, in)
     weight = linear.weight.double()  # (out, in)
     bound = (
         x_scale.double() / 2 * weight.abs().sum(dim=1)  # (tokens, out)
-        + layer.scales.double().t() / 2 * x_hat.abs().sum(dim=1, keepdim=True)
+        + layer.scales.double() / 2 * x_hat.abs().sum(dim=1, keepdim=True)
     )
     with torch.no_grad():
         error = (layer(x).double() - linear(x).double()).abs()
@@ -181,9 +184,9 @@ def test_bfloat16_input_quantizes_in_float32_and_returns_bfloat16() -> None:
     # the layer quantizes in float32, so q stays in [-127, 127] and equals the float32 result.
     layer = W8A8Linear.from_linear(_linear(64, 16))
     x = torch.randn(20, 64, generator=torch.Generator().manual_seed(3)).bfloat16()
-    x_q, _ = W8A8Linear.quantize_activations(x)
+    x_q, _ = layer.quantize_activations(x)
     assert x_q.abs().max().item() == 127
-    assert torch.equal(x_q, W8A8Linear.quantize_activations(x.float())[0])
+    assert torch.equal(x_q, layer.quantize_activations(x.float())[0])
     y = layer(x)
     assert y.dtype == torch.bfloat16
     assert torch.equal(y, layer(x.float()).bfloat16())
@@ -233,9 +236,9 @@ def test_replace_linear_swaps_every_linear() -> None:
     # int8 keeps about 2 significant digits: the outputs agree to a few percent of their scale
     assert (model(x) - expected).abs().max().item() < 0.05 * expected.abs().max().item()
     buffers = dict(model.named_buffers())
-    assert buffers["0.int8_weight_t"].dtype == torch.int8
-    assert buffers["0.int8_weight_t"].shape == (8, 16)
-    assert buffers["0.scales"].shape == (16, 1)
+    assert buffers["0.int8_weight"].dtype == torch.int8
+    assert buffers["0.int8_weight"].shape == (16, 8)
+    assert buffers["0.scales"].shape == (16,)
 
 
 def test_accumulator_bound_in_docstring() -> None:
@@ -248,14 +251,14 @@ def test_accumulator_bound_in_docstring() -> None:
     ("in_features", "out_features"), [(1, 3), (3, 1), (1, 1)], ids=["k=1", "n=1", "k=n=1"]
 )
 def test_size_one_dimensions(in_features: int, out_features: int) -> None:
-    # A transposed view of an (out, 1) weight has strides (1, 1), a layout for which torch 2.13's
-    # CPU _int_mm returns uninitialised memory; the layer stores the weight transposed instead.
+    # With in_features = 1 the transposed weight (1, out) has strides (1, 1), a layout for which
+    # torch 2.13's CPU _int_mm returns uninitialised memory; the layer copies it into a fresh one.
     linear = _linear(in_features, out_features)
     layer = W8A8Linear.from_linear(linear)
     x = torch.randn(4, in_features, generator=torch.Generator().manual_seed(0))
     x_q, x_scale = _generic_quantize_rows(x)
-    acc = x_q.double() @ layer.int8_weight_t.double()
-    y_ref = acc * x_scale.double() * layer.scales.double().t() + linear.bias.double()
+    acc = x_q.double() @ layer.int8_weight.double().t()
+    y_ref = acc * x_scale.double() * layer.scales.double() + linear.bias.double()
     assert torch.allclose(layer(x).double(), y_ref, rtol=4 * EPS32, atol=0)
 
 
@@ -264,3 +267,154 @@ def test_non_contiguous_input_gives_the_contiguous_result() -> None:
     x = torch.randn(16, 10).t()  # (10, 16) with strides (1, 10)
     assert not x.is_contiguous()
     assert torch.equal(layer(x), layer(x.contiguous()))
+
+
+# ---------------------------------------------------------------- the fast path (Issue 14)
+
+
+@pytest.mark.parametrize("tokens", [1, 5, 31, 32, 200], ids=lambda t: f"tokens{t}")
+@pytest.mark.parametrize(
+    ("in_features", "out_features"), [(384, 1536), (1536, 384), (1, 8), (8, 1)], ids=str
+)
+def test_integer_matmul_is_exact_against_the_int32_reference(
+    tokens: int, in_features: int, out_features: int
+) -> None:
+    # Both paths (torch._int_mm below 32 tokens, oneDNN's packed kernel from 32) must give the
+    # exact int32 sums times s_w, rounded once: float32(acc) * s_w, bit for bit.
+    layer = W8A8Linear.from_linear(_linear(in_features, out_features))
+    generator = torch.Generator().manual_seed(tokens)
+    x_q = torch.randint(-127, 128, (tokens, in_features), generator=generator, dtype=torch.int8)
+    weight_t = torch.empty(in_features, out_features, dtype=torch.int8)
+    acc = torch._int_mm(x_q, weight_t.copy_(layer.int8_weight.t()))  # int32 (tokens, out)
+    assert torch.equal(acc.long(), x_q.long() @ layer.int8_weight.long().t())  # the reference
+    assert torch.equal(layer.integer_matmul(x_q), acc.float() * layer.scales)
+
+
+@pytest.mark.skipif(not ONEDNN_INT8, reason="this torch build has no oneDNN int8 linear")
+def test_packed_kernel_is_exact_at_the_int32_limit() -> None:
+    # 133,144 products of 127 * 127 sum to 2,147,469,824, just below 2**31: the packed kernel
+    # (which may add 128 to make activations unsigned and correct afterwards) must stay exact.
+    in_features = 133_144
+    layer = W8A8Linear(in_features, 2, bias=False)
+    layer.int8_weight[0] = 127
+    layer.int8_weight[1] = -127
+    x_q = torch.full((64, in_features), 127, dtype=torch.int8)
+    x_q[1::2] = -127
+    want = torch.tensor([in_features * 127 * 127, -in_features * 127 * 127]).float()
+    y = layer.integer_matmul(x_q)  # scales are 1
+    assert torch.equal(y[0], want) and torch.equal(y[1], -want)
+
+
+@pytest.mark.parametrize("tokens", [3, 100], ids=["int_mm-path", "onednn-path"])
+def test_no_call_returns_an_internal_buffer(tokens: int) -> None:
+    # forward reuses scratch buffers; what it returns must be its own: a second call (with
+    # another input, or another layer) must leave the first result unchanged.
+    layer = W8A8Linear.from_linear(_linear(32, 16))
+    other = W8A8Linear.from_linear(_linear(32, 16, seed=1))
+    x = torch.randn(tokens, 32)
+    first = layer(x)
+    kept = first.clone()
+    x_q, x_scale = layer.quantize_activations(x)
+    kept_q = x_q.clone()
+    layer(2 * x + 1)
+    other(x)
+    layer.quantize_activations(-x)
+    assert torch.equal(first, kept)
+    assert torch.equal(x_q, kept_q)
+    assert torch.equal(layer(x), kept)  # and the same input gives the same output again
+
+
+def _big_allocations(run, output_bytes: int) -> list[int]:
+    """Bytes of every operator's allocation of at least half the output, in one call."""
+    with torch.inference_mode():
+        for _ in range(2):  # warm up: the scratch buffers and the packed weight are made once
+            run()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            run()
+    return [
+        event.self_cpu_memory_usage
+        for event in prof.events()
+        if event.self_cpu_memory_usage >= output_bytes // 2
+    ]
+
+
+@pytest.mark.parametrize("tokens", [18, 704], ids=["batch1", "batch32"])
+def test_allocates_one_output_per_call_as_nn_linear(tokens: int) -> None:
+    linear = _linear(384, 1536)
+    layer = W8A8Linear.from_linear(linear)
+    x = torch.randn(tokens, 384)
+    output_bytes = tokens * 1536 * 4
+    assert sum(_big_allocations(lambda: linear(x), output_bytes)) == output_bytes
+    assert sum(_big_allocations(lambda: layer(x), output_bytes)) == output_bytes
+
+
+def test_copies_and_state_dict_rebuild_the_packed_weight() -> None:
+    layer = W8A8Linear.from_linear(_linear(16, 8))
+    x = torch.randn(80, 16)
+    y = layer(x)  # packs the weight
+    assert torch.equal(copy.deepcopy(layer)(x), y)
+    assert torch.equal(pickle.loads(pickle.dumps(layer))(x), y)
+    other = W8A8Linear(16, 8)
+    other(x)  # packs its zero weight
+    other.load_state_dict(layer.state_dict())
+    assert torch.equal(other(x), y)
+
+
+def test_first_call_inside_inference_mode_then_outside() -> None:
+    layer = W8A8Linear.from_linear(_linear(24, 8))
+    x = torch.randn(90, 24)
+    with torch.inference_mode():
+        y_inference = layer(x)
+    assert torch.equal(layer(x), y_inference)
+
+
+def test_huge_but_representable_inputs_do_not_overflow() -> None:
+    # 1e38 * (weights of at most 1 / sqrt(8)) * 8 terms stays below float32's 3.4e38: the
+    # product s_w * acc comes first and s_x last, so no intermediate exceeds the result.
+    linear = _linear(8, 4)
+    layer = W8A8Linear.from_linear(linear)
+    x = torch.full((3, 8), 1e38)
+    y = layer(x)
+    want = x.double() @ linear.weight.double().t()
+    assert torch.isfinite(y).all()
+    assert torch.allclose(y.double(), want, rtol=0.02)
+
+
+def test_refuses_inputs_whose_output_could_overflow() -> None:
+    linear = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        linear.weight.fill_(1.0)  # y = 4 * 3e38, beyond float32's 3.4e38
+    with pytest.raises(ValueError, match="too large"):
+        W8A8Linear.from_linear(linear)(torch.full((3, 4), 3e38))
+    with pytest.raises(ValueError, match="too large"):  # float16 overflows much earlier
+        W8A8Linear.from_linear(linear)(torch.full((3, 4), 2e4, dtype=torch.float16))
+
+
+def test_refuses_layers_whose_int32_sums_could_overflow() -> None:
+    with pytest.raises(ValueError, match="133,144"):
+        W8A8Linear(133_145, 1)
+    assert W8A8Linear(133_144, 1).in_features == 133_144
+
+
+def test_replace_linear_keeps_multihead_attention_out_proj() -> None:
+    # nn.MultiheadAttention reads out_proj.weight directly; swapping out_proj would break it.
+    torch.manual_seed(0)
+    model = nn.TransformerEncoderLayer(16, 2, 32).eval()  # batch_first=False: no fused fast path
+    x = torch.randn(5, 2, 16)
+    with torch.no_grad():
+        expected = model(x)
+    replace_linear(model, W8A8Linear)
+    assert type(model.self_attn.out_proj).__name__ == "NonDynamicallyQuantizableLinear"
+    assert isinstance(model.linear1, W8A8Linear) and isinstance(model.linear2, W8A8Linear)
+    with torch.no_grad():
+        assert (model(x) - expected).abs().max().item() < 0.05 * expected.abs().max().item()
+
+
+def test_replace_linear_replaces_a_shared_linear_once_under_every_name() -> None:
+    shared = _linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    replace_linear(model, W8A8Linear)
+    assert isinstance(model[0], W8A8Linear) and model[0] is model[2]
+    tied = nn.Sequential(shared, nn.ReLU(), shared)
+    replace_linear(tied, W8A8Linear, skip=("2",))  # one name skipped: both names keep it
+    assert tied[0] is shared and tied[2] is shared

@@ -101,3 +101,14 @@ def test_activation_sqnr_lines_and_title() -> None:
     assert ax.get_title() == "Per-token scales gain up to 12.5 dB (0 output)"
     assert ax.get_ylabel() == "SQNR of the int8 input (dB)"
     plt.close(fig)
+
+
+def test_plots_refuse_what_is_not_benchmark_rows() -> None:
+    with pytest.raises(TypeError, match="rows"):
+        plot_int8_speedups("rows", "test machine")
+    with pytest.raises(TypeError, match="machine"):
+        plot_int8_speedups(ROWS, None)
+    with pytest.raises(ValueError, match="min_cosine"):
+        plot_accuracy_vs_speed(ROWS, batch_size=32, min_cosine=float("nan"))
+    with pytest.raises(TypeError, match="stats"):
+        plot_activation_sqnr([None])

@@ -12,12 +12,16 @@ from torch import nn
 
 from tutorlib.layers import W8A8Linear
 from tutorlib.profiling import (
+    ActivationStats,
     LayerSteps,
     activation_stats,
+    activation_table,
     amdahl_speedup,
     bert_layer_label,
     capture_linear_inputs,
     is_linear_layer,
+    large_allocations,
+    operator_times,
     profile_linear_layers,
     profile_w8a8_steps,
 )
@@ -46,6 +50,10 @@ def test_amdahl_rejects_bad_arguments() -> None:
         amdahl_speedup(1.5, 2.0)
     with pytest.raises(ValueError):
         amdahl_speedup(0.5, 0.0)
+    with pytest.raises(ValueError, match="speedup_of_fraction"):
+        amdahl_speedup(0.5, math.nan)
+    with pytest.raises(ValueError, match="parallel_fraction"):
+        amdahl_speedup(math.nan, 2.0)
 
 
 def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
@@ -54,7 +62,9 @@ def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
     steps = profile_w8a8_steps(linear, x, repeats=3)
     assert isinstance(steps, LayerSteps)
     times = dataclasses.asdict(steps)
-    assert set(times) == {"fp32", "w8a8", "quantize", "int_mm", "rescale", "torch_ao"}
+    assert set(times) == {
+        "fp32", "w8a8", "quantize", "integer_matmul", "rescale", "int_mm_unpacked", "torch_ao",
+    }  # fmt: skip
     assert all(math.isfinite(t) and t > 0 for t in times.values())
 
 
@@ -63,9 +73,10 @@ def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
     [
         (nn.Conv1d(4, 4, 1), torch.randn(2, 4), TypeError),
         (nn.Linear(4, 4), torch.randn(2, 5), ValueError),
-        (nn.Linear(4, 4), torch.ones(2, 4, dtype=torch.int64), ValueError),
+        (nn.Linear(4, 4), torch.ones(2, 4, dtype=torch.int64), TypeError),
+        (nn.Linear(4, 4), torch.ones(2, 4, dtype=torch.float16), TypeError),
     ],
-    ids=["not-a-linear", "wrong-width", "integer-input"],
+    ids=["not-a-linear", "wrong-width", "integer-input", "float16-input"],
 )
 def test_profile_w8a8_steps_rejects_bad_input(linear: nn.Module, x: torch.Tensor, error) -> None:
     with pytest.raises(error):
@@ -142,3 +153,35 @@ def test_activation_stats_by_hand() -> None:
         10 * math.log10(signal / tensor_noise), abs=1e-3
     )
     assert stats.sqnr_per_token_db == pytest.approx(10 * math.log10(signal / token_noise), abs=0.05)
+
+
+def test_activation_stats_of_an_exact_input_is_finite() -> None:
+    # int8 holds a constant row exactly: no noise, so the SQNR is float32's own (146 dB).
+    stats = activation_stats("const", torch.full((3, 8), 0.5))
+    assert stats.sqnr_per_tensor_db == pytest.approx(6.02 * 24 + 1.76)
+    assert math.isfinite(activation_stats("zeros", torch.zeros(3, 8)).sqnr_per_token_db)
+
+
+def test_activation_table_has_one_row_per_input_and_the_gain() -> None:
+    stats = [ActivationStats("0 FFN down", 30.0, 2.0, 20.04, 41.0)]
+    frame = activation_table(stats)
+    assert list(frame.columns) == [
+        "layer input", "max|x|", "median row max", "per tensor (dB)", "per token (dB)", "gain (dB)",
+    ]  # fmt: skip
+    assert frame.iloc[0].tolist() == ["0 FFN down", 30.0, 2.0, 20.0, 41.0, 21.0]
+
+
+def test_large_allocations_sees_an_output_and_a_temporary() -> None:
+    x = torch.randn(256, 256)  # 256 KiB
+    assert large_allocations(lambda: x + x, 100_000) == [256 * 256 * 4]
+    assert large_allocations(lambda: (x + x) * x, 100_000) == [256 * 256 * 4] * 2
+    assert large_allocations(lambda: x.add_(x), 100_000) == []  # in place: nothing new
+
+
+def test_operator_times_lists_the_top_level_operators() -> None:
+    model = nn.Sequential(nn.Linear(32, 32), nn.GELU(), nn.LayerNorm(32))
+    x = torch.randn(16, 32)
+    frame = operator_times(lambda: model(x), repeats=2)
+    assert {"aten::linear", "aten::gelu", "aten::layer_norm"} <= set(frame["operator"])
+    assert frame["operator"].iloc[-1] == "python and other"
+    assert (frame["calls"].iloc[:-1] == 1).all()

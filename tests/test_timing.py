@@ -1,5 +1,7 @@
 """Tests of tutorlib.timing: the logic around the clock (order of calls, ratios), not the clock."""
 
+import math
+
 import pytest
 
 from tutorlib.timing import measure_matmul_peaks, median_ms, ops_per_second, time_interleaved
@@ -31,6 +33,10 @@ def test_median_ms_and_ops_per_second_by_hand() -> None:
     assert ops_per_second(1024, 1024, 1024, 0.01) == pytest.approx(2 * 1024**3 / 0.01)
     with pytest.raises(ValueError):
         median_ms([])
+    with pytest.raises(ValueError, match="NaN"):
+        median_ms([math.nan])
+    with pytest.raises(TypeError, match="seconds"):
+        median_ms([0.001, None])
     with pytest.raises(ValueError):
         ops_per_second(2, 2, 2, 0.0)
 

@@ -10,11 +10,15 @@ is not a documented mallopt parameter.
 
 import ctypes
 
+from tutorlib._checks import check_int
+
 __all__ = ["keep_freed_memory"]
 
 
 # glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# mallopt takes a C int: the largest value is 2**31 - 1.
+_C_INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2**30) -> bool:
@@ -28,8 +32,11 @@ def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2*
     blocks are freed, so the cost depends on the process's history; setting the mmap threshold
     (to 32 MiB) and the trim threshold (to 1 GiB) keeps those pages mapped from the start, as
     jemalloc or tcmalloc would. Applies to the whole process and every variant alike. Returns
-    False where there is no glibc (macOS, musl), changing nothing.
+    False where there is no glibc (macOS, musl), changing nothing. Both values must fit a C int
+    (mallopt's argument), [0, 2**31 - 1] bytes.
     """
+    check_int(mmap_threshold, "mmap_threshold", 0, _C_INT_MAX)
+    check_int(trim_threshold, "trim_threshold", 0, _C_INT_MAX)
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:

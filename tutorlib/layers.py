@@ -2,9 +2,12 @@
 
 A quantized layer stores integer weights and per-output-channel scales as buffers and calls the
 primitives of `tutorlib.quantization` in a few lines of `forward`; `replace_linear` walks a model
-and swaps every `nn.Linear` (except the ones named in `skip`) for such a layer.
+and swaps every `nn.Linear` (except the ones named in `skip`) for such a layer. `W8A8Linear`
+(Lesson 5) multiplies int8 by int8 on a weight that oneDNN prepacked once, and reuses its
+temporaries, so that a call allocates no more than nn.Linear does.
 Left out on purpose: tensor-subclass dispatch (optimum-quanto's machinery), packed sub-8-bit
-weights, quantized convolutions and embeddings, and training through quantized weights.
+weights, quantized convolutions and embeddings, training through quantized weights, GPUs, and
+thread safety of W8A8Linear's scratch buffers.
 """
 
 import math
@@ -14,6 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tutorlib._checks import (
+    check_bool,
+    check_float_tensor,
+    check_int,
+    check_names,
+    check_tensor,
+)
 from tutorlib.quantization import (
     QuantizedTensor,
     QuantParams,
@@ -26,6 +36,40 @@ __all__ = ["quantize_weight_per_channel", "W8A16Linear", "W8A8Linear", "replace_
 
 # Integer range of both layers' weights (and W8A8's activations): symmetric int8, [-127, 127].
 _INT8_MAX = integer_range(8, symmetric=True)[1]
+# Largest in_features whose int32 sums cannot overflow: |acc| <= in_features * 127**2 < 2**31.
+_MAX_IN_FEATURES = torch.iinfo(torch.int32).max // _INT8_MAX**2  # 133,144
+# Floor of an activation scale, so that a row of zeros does not divide 0 by 0 (as Lesson 4).
+_SCALE_FLOOR = torch.finfo(torch.float32).eps
+
+
+def _check_features(value: object, name: str, maximum: int | None = None) -> int:
+    """A layer size: a positive int, at most `maximum` (W8A8's int32 limit) when given."""
+    size = check_int(value, name, minimum=1)
+    if maximum is not None and size > maximum:
+        raise ValueError(
+            f"{name} must be at most {maximum:,} so that the int32 sums of int8 products "
+            f"(|acc| <= {name} * 127**2) cannot overflow, got {size:,}; split the layer along "
+            "its input or keep it in float"
+        )
+    return size
+
+
+def _check_linear(linear: object) -> nn.Linear:
+    """An nn.Linear on the CPU with finite weights (what from_linear quantizes)."""
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    check_float_tensor(linear.weight.detach(), "linear.weight")
+    return linear
+
+
+def _check_input(x: object, in_features: int) -> torch.Tensor:
+    """x: a float tensor of shape (..., in_features); NaN is checked by each layer."""
+    check_tensor(x, "x")
+    if not x.is_floating_point():
+        raise TypeError(f"x must hold float activations, got {x.dtype}; cast with x.float()")
+    if x.ndim == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"x must have shape (..., {in_features}), got {tuple(x.shape)}")
+    return x
 
 
 def quantize_weight_per_channel(weight: torch.Tensor) -> QuantizedTensor:
@@ -36,6 +80,11 @@ def quantize_weight_per_channel(weight: torch.Tensor) -> QuantizedTensor:
     s = 1.27 / 127 = 0.01 and the integers [50, -127, 10].
     Returns a QuantizedTensor: q int8 (out_features, in_features), scale (out_features, 1).
     """
+    check_float_tensor(check_tensor(weight, "weight").detach(), "weight")
+    if weight.ndim != 2:
+        raise ValueError(
+            f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}"
+        )
     return quantize_tensor(weight.detach(), bits=8, symmetric=True, dim=0)
 
 
@@ -63,8 +112,10 @@ class W8A16Linear(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = _check_features(in_features, "in_features")
+        self.out_features = _check_features(out_features, "out_features")
+        check_bool(bias, "bias")
+        _check_float_dtype(dtype)
         self.register_buffer(
             "int8_weight", torch.zeros(out_features, in_features, dtype=torch.int8)
         )  # (out_features, in_features)
@@ -74,7 +125,7 @@ class W8A16Linear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "W8A16Linear":
         """Quantize an nn.Linear's weight (symmetric, per output channel) into a new layer."""
-        weight = linear.weight.detach()  # (out_features, in_features)
+        weight = _check_linear(linear).weight.detach()  # (out_features, in_features)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, weight.dtype)
         quantized = quantize_weight_per_channel(weight)
         layer.int8_weight.copy_(quantized.q)  # (out_features, in_features) int8
@@ -85,10 +136,11 @@ class W8A16Linear(nn.Module):
 
     def weight_params(self, dtype: torch.dtype) -> QuantParams:
         """The weight's QuantParams (symmetric int8, per output channel), scales in `dtype`."""
-        scale = self.scales.to(dtype)  # (out_features, 1)
+        scale = self.scales.to(_check_float_dtype(dtype))  # (out_features, 1)
         return QuantParams(scale, torch.zeros_like(scale, dtype=torch.int32), 8, True, dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor(_check_input(x, self.in_features).detach(), "x", allow_empty=True)
         weight = linear_dequantize(self.int8_weight, self.weight_params(x.dtype))  # (out, in)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, weight, bias)
@@ -97,36 +149,112 @@ class W8A16Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, weights=int8"
 
 
+def _check_float_dtype(dtype: object) -> torch.dtype:
+    """A floating-point torch.dtype (float16, bfloat16, float32, float64)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype, e.g. torch.float32, got {dtype!r}"
+        )
+    return dtype
+
+
 def replace_linear(
     model: nn.Module, layer_cls: type[nn.Module], skip: Iterable[str] = ("lm_head",)
 ) -> nn.Module:
     """Replace every nn.Linear in `model` by `layer_cls.from_linear(linear)`, in place.
 
     A Linear is kept when its attribute name (e.g. "lm_head") or its full dotted name
-    (e.g. "encoder.layer.0.output.dense") is in `skip`. Any class with a `from_linear`
-    classmethod works (W8A16Linear here, W8A8Linear in Lesson 5). The model is modified in
-    place and also returned, so `q = replace_linear(copy.deepcopy(m), W8A16Linear)` keeps m.
+    (e.g. "encoder.layer.0.output.dense") is in `skip`, and when it is a child of an
+    nn.MultiheadAttention, which reads `out_proj.weight` directly instead of calling it. A Linear
+    reachable under several names (shared, or tied) becomes ONE new layer under all of them,
+    unless one of its names is skipped. Any class with a `from_linear` classmethod works
+    (W8A16Linear, W8A8Linear). The model is modified in place and also returned, so
+    `q = replace_linear(copy.deepcopy(m), W8A16Linear)` keeps m.
 
     Example: a BERT encoder of 6 layers has 36 Linear layers; all 36 become W8A16Linear.
     """
-    if not hasattr(layer_cls, "from_linear"):
-        raise TypeError(f"{layer_cls.__name__} needs a from_linear(linear) classmethod")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.Linear):
         raise TypeError("model is itself an nn.Linear: call layer_cls.from_linear(model) instead")
-    skip = set(skip) if not isinstance(skip, str) else {skip}
-    targets = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and name not in skip and name.split(".")[-1] not in skip
-    ]  # collected first: swapping modules while iterating named_modules() is unsafe
-    for name, linear in targets:
-        parent_name, _, child_name = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child_name, layer_cls.from_linear(linear))
+    if not isinstance(layer_cls, type) or not hasattr(layer_cls, "from_linear"):
+        raise TypeError(
+            f"layer_cls must be a class with a from_linear classmethod, got {layer_cls!r}"
+        )
+    skip = set(check_names(tuple(skip) if isinstance(skip, list | set) else skip, "skip"))
+    # every (parent, attribute) that holds a Linear, shared modules under each of their names
+    slots = [
+        (parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
+        for parent_name, parent in model.named_modules(remove_duplicate=False)
+        for child_name, child in parent._modules.items()  # named_children() drops repeats
+        if isinstance(child, nn.Linear)
+    ]
+    kept = {
+        id(child)
+        for parent, child_name, child, name in slots
+        if isinstance(parent, nn.MultiheadAttention) or child_name in skip or name in skip
+    }
+    new_layers: dict[int, nn.Module] = {}  # one new layer per Linear, however many names it has
+    for parent, child_name, child, _ in slots:
+        if id(child) not in kept:
+            if id(child) not in new_layers:
+                new_layers[id(child)] = layer_cls.from_linear(child)
+            setattr(parent, child_name, new_layers[id(child)])
     return model
 
 
 # ---------------------------------------------------------------- W8A8Linear (Lesson 5)
+
+
+def _onednn_int8_available() -> bool:
+    """True if this torch build has oneDNN's int8 linear (x86 CPU builds since torch 2.2)."""
+    ops = torch.ops.onednn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "qlinear_prepack")
+        and hasattr(ops, "qlinear_pointwise")
+    )
+
+
+# Checked once at import: forward runs thousands of times.
+ONEDNN_INT8 = _onednn_int8_available()
+# From this many rows (tokens) on, oneDNN's prepacked kernel beat torch._int_mm on this course's
+# machine; below, its fixed cost (~40 us a call) loses. Measured on MiniLM's six layer shapes
+# per block: 18 tokens 258 vs 288 us, 32 even, 64 tokens 435 vs 475 us in oneDNN's favour;
+# other CPUs move the crossover.
+_ONEDNN_MIN_TOKENS = 32
+
+
+class _Scratch:
+    """Grow-only scratch tensors, one per (name, dtype), shared by every W8A8Linear.
+
+    `get` returns a view of the first numel(shape) elements; the memory is reused by the next
+    call, so a view must never leave forward. Created with inference mode off, so that a first
+    call inside torch.inference_mode() does not make them inference tensors (which an in-place
+    write outside inference mode would refuse).
+    """
+
+    def __init__(self) -> None:
+        self._flat: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._views: dict[tuple[str, torch.dtype, torch.Size], torch.Tensor] = {}
+
+    def get(self, name: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        view = self._views.get((name, dtype, shape))  # the common case: a shape seen before
+        if view is not None:
+            return view
+        numel = math.prod(shape)
+        flat = self._flat.get((name, dtype))
+        if flat is None or flat.numel() < numel:
+            with torch.inference_mode(False):
+                flat = torch.empty(numel, dtype=dtype)
+            self._flat[(name, dtype)] = flat
+            self._views = {k: v for k, v in self._views.items() if k[:2] != (name, dtype)}
+        view = flat[:numel].view(shape)
+        self._views[(name, dtype, shape)] = view
+        return view
+
+
+_SCRATCH = _Scratch()
 
 
 class W8A8Linear(nn.Module):
@@ -134,107 +262,239 @@ class W8A8Linear(nn.Module):
 
     Weights: symmetric per output channel, as W8A16Linear, s_w[o] = max_i |W[o, i]| / 127.
     Activations: symmetric per token (per row), computed on the fly at every call,
-        s_x[t] = max_i |x[t, i]| / 127,   x_q = clamp(round(x / s_x), -127, 127)
-    (dynamic quantization; a row of zeros gets s_x = torch.finfo(float32).eps, as in
-    `get_scale_and_zero_point`). Then one integer matmul and one rescale:
+        s_x[t] = max_i |x[t, i]| / 127,   x_q = round(x / s_x)
+    (dynamic quantization; a row of zeros gets s_x = torch.finfo(float32).eps). Then one
+    integer matmul and one rescale:
         acc[t, o] = sum_i x_q[t, i] * W_q[o, i]      (int8 x int8 -> int32, exact)
-        y[t, o]   = s_x[t] * s_w[o] * acc[t, o] + b[o]
-    acc is exact because |acc| <= in_features * 127**2 < 2**31 for in_features <= 133,144.
+        y[t, o]   = s_x[t] * (s_w[o] * acc[t, o]) + b[o]
+    acc is exact because |acc| <= in_features * 127**2 < 2**31 for in_features <= 133,144
+    (larger layers are refused).
 
-    The integer matmul is `torch._int_mm`. On CPU (torch 2.13) it takes any (m, k) @ (k, n)
-    with m, k, n >= 1 (and m = 0), so one token (batch 1) needs no padding; on CUDA it needs
-    m > 16 and k, n multiples of 8, which this CPU course does not handle. Inputs of any
-    leading shape (..., in_features) are flattened to rows (tokens, in_features); the
-    activation quantization runs in float32 whatever the input dtype, and the output has the
-    input's dtype. Non-finite activations (NaN or inf) raise ValueError: int8 has no NaN, and
-    a row containing inf would get an infinite scale and turn every other value of the row to 0.
+    Two things make it fast and change no number. (1) The weight is *packed* once: oneDNN
+    (`torch.ops.onednn.qlinear_prepack`) reorders the int8 weight into the blocked layout its
+    VNNI kernel reads (tiles of 4 consecutive input features per output channel, the operand
+    shape of the vpdpbusd instruction), and the kernel multiplies by s_w on the way out. An
+    unpacked matmul (torch._int_mm) re-lays-out the weight at every call. Below 32 tokens
+    oneDNN's fixed cost loses, and torch._int_mm runs instead; both give float32(acc) * s_w
+    bit for bit. (2) Every temporary of forward (|x|, x / s_x, x_q, the int32 sums) lives in a
+    scratch buffer reused across calls, so a call allocates one new output-sized tensor, its
+    output, as nn.Linear does, and its speed does not depend on the allocator's settings.
 
-    Buffers: int8_weight_t (in_features, out_features) int8, the weight stored transposed and
-    contiguous, the (k, n) layout torch._int_mm takes (a transposed view of an
-    (out_features, 1) weight has strides (1, 1), and torch 2.13's CPU _int_mm returns garbage
-    for that layout, so the view is not used); scales (out_features, 1) float32;
+    Input: any float tensor of shape (..., in_features); the math runs in float32 and the output
+    has the input's dtype. NaN or inf raise ValueError (int8 has neither), and so does an input
+    so large that the output could overflow. Not thread-safe: every layer shares the scratch
+    buffers (which are never returned to the caller).
+
+    Buffers: int8_weight (out_features, in_features) int8; scales (out_features,) float32;
     bias (out_features,) float32 or None.
 
-    Example: x row [0.5, -1.27, 0.1] gets s_x = 0.01 and x_q = [50, -127, 10]; with a weight
-    row W_q = [127, 0, -127] and s_w = 0.02: acc = 6350 - 1270 = 5080, y = 0.01 * 0.02 * 5080
-    = 1.016 (in float: 0.5 * 2.54 - 0.1 * 2.54 = 1.016).
+    Example: x row [0.5, -1.27, 0.1] gets s_x = 0.01 and x_q = [50, -127, 10]; a weight row
+    W_q = [127, 0, -127] with s_w = 0.02 gives acc = 6350 - 1270 = 5080 and
+    y = 0.01 * (0.02 * 5080) = 1.016 (in float: 0.5 * 2.54 - 0.1 * 2.54 = 1.016).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = _check_features(in_features, "in_features", _MAX_IN_FEATURES)
+        self.out_features = _check_features(out_features, "out_features")
+        check_bool(bias, "bias")
         self.register_buffer(
-            "int8_weight_t", torch.zeros(in_features, out_features, dtype=torch.int8)
-        )  # (in_features, out_features)
-        self.register_buffer("scales", torch.ones(out_features, 1))  # (out_features, 1)
+            "int8_weight", torch.zeros(out_features, in_features, dtype=torch.int8)
+        )
+        self.register_buffer("scales", torch.ones(out_features))  # (out_features,) float32
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        # the weights' zero points for oneDNN (symmetric: all 0); not saved in the state_dict
+        self.register_buffer(
+            "_w_zero_points", torch.zeros(out_features, dtype=torch.int64), persistent=False
+        )
+        self._forget_layouts()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "W8A8Linear":
         """Quantize an nn.Linear's weight (symmetric int8, per output channel) into a new layer."""
-        if linear.weight.device.type != "cpu":
-            raise ValueError("W8A8Linear runs torch._int_mm on CPU; move the model to the CPU")
-        weight = linear.weight.detach().float()  # (out_features, in_features)
+        if _check_linear(linear).weight.device.type != "cpu":
+            raise ValueError("linear must be on the CPU (W8A8Linear runs there); call .cpu()")
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
-        quantized = quantize_weight_per_channel(weight)  # q (out, in) int8, scale (out, 1)
-        layer.int8_weight_t.copy_(quantized.q.t())  # (in_features, out_features), contiguous
-        layer.scales.copy_(quantized.params.scale)  # (out_features, 1)
+        quantized = quantize_weight_per_channel(linear.weight.detach().float())
+        layer.int8_weight.copy_(quantized.q)  # (out_features, in_features) int8
+        layer.scales.copy_(quantized.params.scale.flatten())  # (out_features,)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach().float())
         return layer
 
-    @staticmethod
-    def quantize_activations(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token symmetric int8: s_x = max|row| / 127, x_q = clamp(round(row / s_x), ...).
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = _check_input(x, self.in_features).detach().reshape(-1, self.in_features)
+        x_q, x_scale = self._quantize(rows, "x", torch.finfo(x.dtype).max)  # int8, (tokens, 1)
+        y = self._integer_matmul(x_q)  # (tokens, out) float32 = s_w * acc, the new output
+        y = self._rescale(y, x_scale)  # s_x * y + b, in place
+        y = y.view(*x.shape[:-1], self.out_features)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
 
-        The same numbers as `get_scale_and_zero_point(rows, 8, symmetric=True, dim=0)` followed
-        by `linear_quantize(...)` (a test checks that they are identical), written for the hot
-        path: one absmax reduction instead of min and max, rounding in place, no clamp (see the
-        comment), and a finiteness check on the largest absmax instead of every element.
+    # --- the three steps, checked, for the lesson and the tests (forward calls the unchecked
+    # --- versions below, which may return scratch memory) --------------------------------------
 
+    def quantize_activations(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token symmetric int8: s_x = max|row| / 127, x_q = round(row / s_x).
+
+        The same integers as `get_scale_and_zero_point(rows, 8, symmetric=True, dim=0)` and
+        `linear_quantize` (a test checks it), with fewer passes over memory: one absmax
+        reduction, rounding in place, and no clamp (|row / s_x| <= 127 up to two float32
+        roundings, which round to 127).
         Example: rows [[0.5, -1.27, 0.1]] -> x_q [[50, -127, 10]], s_x [[0.01]].
-        Returns (x_q int8 (tokens, features), s_x float32 (tokens, 1)).
+        Returns new tensors (x_q int8 (tokens, in_features), s_x float32 (tokens, 1)).
         """
-        rows = rows.float()  # float32 math: bf16's 8-bit significand could round 127 up to 128
-        abs_max = rows.abs().amax(dim=-1, keepdim=True)  # (tokens, 1); NaN if a row has NaN
-        if abs_max.numel() and not math.isfinite(abs_max.max().item()):
+        check_float_tensor(check_tensor(rows, "rows").detach(), "rows", allow_empty=True)
+        if rows.ndim != 2 or rows.shape[1] != self.in_features:
             raise ValueError(
-                "the activations contain NaN or inf, which int8 cannot represent; find where "
-                "they come from (e.g. an overflow in float16) or run this layer in float"
+                f"rows must have shape (tokens, {self.in_features}), got {tuple(rows.shape)}"
             )
-        scale = torch.clamp(abs_max / _INT8_MAX, min=torch.finfo(torch.float32).eps)
-        # clamp(., -127, 127) would change nothing: |row / s_x| <= max|row| / (max|row| / 127)
-        # = 127 up to two float32 roundings (127 * (1 + 2**-22) < 127.5, which rounds to 127),
-        # and a scale floored at eps only makes |row / s_x| smaller. A test checks q == generic.
-        x_q = torch.div(rows, scale).round_().to(torch.int8)  # (tokens, features)
+        x_q, x_scale = self._quantize(rows.detach(), "rows", math.inf)
+        return x_q.clone(), x_scale
+
+    def integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
+        """y'[t, o] = s_w[o] * sum_i x_q[t, i] W_q[o, i]: exact int32 sums, one float rounding.
+
+        Example: x_q = [[50, -127, 10]], W_q row [127, 0, -127], s_w = 0.02 -> [[101.6]].
+        Returns a new (tokens, out_features) float32 tensor.
+        """
+        check_tensor(x_q, "x_q")
+        if x_q.dtype != torch.int8 or x_q.ndim != 2 or x_q.shape[1] != self.in_features:
+            raise ValueError(
+                f"x_q must be int8 of shape (tokens, {self.in_features}), "
+                f"got {x_q.dtype} {tuple(x_q.shape)}"
+            )
+        return self._integer_matmul(x_q.contiguous())
+
+    def rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
+        """y[t, o] = s_x[t] * y'[t, o] + b[o], from integer_matmul's y' = s_w * acc.
+
+        Example: y' = [[101.6]] (= 0.02 * 5080), s_x = [[0.01]], no bias -> [[1.016]].
+        Returns a new tensor; refuses a result that overflows float32.
+        """
+        y = check_float_tensor(check_tensor(y, "y"), "y", allow_empty=True)
+        x_scale = check_float_tensor(check_tensor(x_scale, "x_scale"), "x_scale", allow_empty=True)
+        if y.ndim != 2 or y.shape[1] != self.out_features or x_scale.shape != (y.shape[0], 1):
+            raise ValueError(
+                f"y must have shape (tokens, {self.out_features}) and x_scale (tokens, 1), got "
+                f"{tuple(y.shape)} and {tuple(x_scale.shape)}"
+            )
+        out = self._rescale(y.detach().float().clone(), x_scale.detach().float())
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("x_scale * y overflows float32; the activations' scale is too large")
+        return out
+
+    # --- the hot path -------------------------------------------------------------------------
+
+    def _quantize(
+        self, rows: torch.Tensor, name: str, limit: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """quantize_activations without checks; x_q is a scratch view, valid until the next call.
+
+        |row| goes into the scratch buffer (abs then amax measured faster here than the infinity
+        norm); a NaN or inf in a row shows in its max, so the check costs no extra pass. Also
+        refuses inputs whose output could exceed `limit`: |y[t, o]| <= max|x[t]| * gain + max|b|
+        (see _output_gain).
+        """
+        rows = rows.float()  # float32 math (bf16 could round 127 up to 128); no copy if float32
+        ratio = _SCRATCH.get("ratio", rows.shape, torch.float32)  # (tokens, in) float32
+        abs_max = torch.abs(rows, out=ratio).amax(dim=1, keepdim=True)  # (tokens, 1); NaN stays
+        peak = abs_max.max().item() if abs_max.numel() else 0.0
+        if not math.isfinite(peak):
+            raise ValueError(
+                f"{name} contains NaN or inf, which int8 cannot represent; find where they come "
+                "from (e.g. an overflow in float16) or run this layer in float"
+            )
+        if peak * self._output_gain() + self._bias_max() > limit:
+            raise ValueError(
+                f"{name} is too large (max |{name}| = {peak:.3g}): the output could exceed "
+                f"{limit:.3g}, the largest value of its dtype; scale the input down"
+            )
+        scale = abs_max.div_(_INT8_MAX).clamp_(min=_SCALE_FLOOR)  # (tokens, 1), in place
+        torch.div(rows, scale, out=ratio).round_()  # round half to even, as torch.round
+        x_q = _SCRATCH.get("x_q", rows.shape, torch.int8).copy_(ratio)  # exact: integers
         return x_q, scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_floating_point():
-            raise TypeError(f"W8A8Linear expects float activations, got {x.dtype}")
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"expected input of shape (..., {self.in_features}), got {tuple(x.shape)}"
-            )
-        rows = x.reshape(-1, self.in_features)  # (tokens, in_features)
-        x_q, x_scale = self.quantize_activations(rows)  # int8 (tokens, in), float32 (tokens, 1)
-        acc = torch._int_mm(x_q, self.int8_weight_t)  # (tokens, out) int32, exact
-        y = self.rescale(acc, x_scale)  # (tokens, out) float32
-        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+    def _integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
+        """oneDNN on the packed weight from 32 tokens on; torch._int_mm into scratch below.
 
-    def rescale(self, acc: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
-        """y[t, o] = s_x[t] * s_w[o] * acc[t, o] + b[o], from the int32 products, in float32.
-
-        Example: acc = [[5080]], s_x = [[0.01]], s_w = [0.02], no bias -> [[1.016]].
+        qlinear_pointwise(x_q, 1.0, 0, packed, s_w, 0, None, 1.0, 0, float32, "none", [], ""):
+        activations int8 with scale 1 and zero point 0 (s_x is applied by _rescale), weights
+        per channel with scales s_w, no bias, float32 output, no fused post-op.
         """
-        w_scale = self.scales.t()  # (1, out_features)
+        if ONEDNN_INT8 and x_q.shape[0] >= _ONEDNN_MIN_TOKENS:
+            return torch.ops.onednn.qlinear_pointwise(
+                x_q, 1.0, 0,  # activations: int8, scale 1, zero point 0
+                self._packed_weight(), self.scales, self._w_zero_points,  # weights, per channel
+                None,  # bias: added by _rescale, after the per-token scale
+                1.0, 0, torch.float32,  # output: float32 (output scale and zero point unused)
+                "none", [], "",  # no fused post-op
+            )  # fmt: skip
+        acc = _SCRATCH.get("acc", torch.Size((x_q.shape[0], self.out_features)), torch.int32)
+        torch._int_mm(x_q, self._transposed_weight(), out=acc)  # (tokens, out) int32, exact
+        return torch.mul(acc, self.scales)  # float32(acc) * s_w: the new output tensor
+
+    def _rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
+        """s_x * y + b in place on y (s_w * acc is already bounded by the output: no overflow)."""
         if self.bias is None:
-            return (acc * x_scale).mul_(w_scale)  # s_x[t] * acc[t, o] * s_w[o]
-        return torch.addcmul(self.bias, acc * x_scale, w_scale)  # b[o] + the same, in one pass
+            return y.mul_(x_scale)
+        return torch.addcmul(self.bias, y, x_scale, out=y)  # b + y * s_x, one pass
+
+    # --- cached weight layouts and bounds, rebuilt lazily after the weights change ------------
+
+    def _packed_weight(self) -> torch.Tensor:
+        """oneDNN's blocked layout of int8_weight, made at the first call and kept."""
+        if self._packed is None:
+            with torch.inference_mode(False):
+                self._packed = torch.ops.onednn.qlinear_prepack(self.int8_weight, None)
+        return self._packed
+
+    def _transposed_weight(self) -> torch.Tensor:
+        """int8_weight as (in, out), contiguous: the (k, n) layout torch._int_mm takes.
+
+        A fresh (in, out) tensor, not `.t().contiguous()`: for in_features = 1 the transposed
+        view has strides (1, 1), counts as contiguous, and torch
+        2.13's CPU _int_mm returns garbage for a right operand with those strides.
+        """
+        if self._weight_t is None:
+            with torch.inference_mode(False):
+                weight_t = torch.empty(self.in_features, self.out_features, dtype=torch.int8)
+                self._weight_t = weight_t.copy_(self.int8_weight.t())  # strides (out, 1)
+        return self._weight_t
+
+    def _output_gain(self) -> float:
+        """gain = max_o s_w[o] * sum_i |W_q[o, i]|: the largest |s_x * y'| per unit of max|x|.
+
+        |y'[t, o]| <= s_w[o] * sum_i |x_q[t, i]| |W_q[o, i]| <= 127 * s_w[o] * sum_i |W_q[o, i]|
+        and s_x[t] = max|x[t]| / 127, so |s_x[t] * y'[t, o]| <= max|x[t]| * gain.
+        Computed in float64, once per weight.
+        """
+        if self._gain is None:
+            row_sums = self.int8_weight.double().abs().sum(dim=1)  # (out_features,)
+            self._gain = (self.scales.double() * row_sums).max().item()
+        return self._gain
+
+    def _bias_max(self) -> float:
+        if self._bias_peak is None:
+            self._bias_peak = 0.0 if self.bias is None else self.bias.abs().max().item()
+        return self._bias_peak
+
+    def _forget_layouts(self) -> None:
+        self._packed: torch.Tensor | None = None  # oneDNN's layout of int8_weight
+        self._weight_t: torch.Tensor | None = None  # (in, out) contiguous, for torch._int_mm
+        self._gain: float | None = None
+        self._bias_peak: float | None = None
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # new weights: rebuild lazily
+        super()._load_from_state_dict(*args, **kwargs)
+        self._forget_layouts()
+
+    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: oneDNN tensors have no storage
+        state = self.__dict__.copy()
+        state["_packed"] = state["_weight_t"] = None
+        return state
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            "weights=int8, activations=int8 per token"
+            f"bias={self.bias is not None}, weights=int8 per channel, activations=int8 per token"
         )

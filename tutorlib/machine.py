@@ -54,6 +54,8 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     Example: a text with two 'processor' blocks, 'model name : AMD EPYC' and 'flags : ...
     avx512_vnni avx512_bf16 ...' gives CpuInfo('AMD EPYC', 2, ('avx512_vnni', 'avx512_bf16')).
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be the text of /proc/cpuinfo (str), got {type(text).__name__}")
     fields = [line.split(":", 1) for line in text.splitlines() if ":" in line]
     pairs = [(key.strip(), value.strip()) for key, value in fields]
     names = [value for key, value in pairs if key == "model name"]
@@ -68,6 +70,10 @@ def parse_cpuinfo(text: str) -> CpuInfo:
 
 def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
     """CpuInfo of this machine (Linux); 'unknown CPU' with no flags where the file is missing."""
+    if not isinstance(path, str | Path):
+        raise TypeError(f"path must be a file path (str or Path), got {type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {path} is a folder; give the cpuinfo file, e.g. /proc/cpuinfo")
     text = path.read_text() if path.exists() else ""
     return parse_cpuinfo(text)

@@ -11,21 +11,29 @@ question), memory profiles, and layers other than linear ones.
 
 import contextlib
 import functools
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from tutorlib._checks import check_float_tensor, check_int, check_real, check_tensor
 from tutorlib.quantization import fake_quantize, quantization_error
 from tutorlib.references import torch_ao_dynamic
 from tutorlib.timing import median_ms, time_interleaved
 
+if TYPE_CHECKING:  # only for type hints: pandas takes a second to import
+    import pandas as pd
+
 __all__ = [
     "LinearProfile",
     "is_linear_layer",
+    "large_allocations",
+    "operator_times",
     "profile_linear_layers",
     "amdahl_speedup",
     "LayerSteps",
@@ -35,12 +43,22 @@ __all__ = [
     "BERT_LINEAR_ROLES",
     "bert_layer_label",
     "activation_stats",
+    "activation_table",
 ]
+
+
+def _check_model_and_run(model: object, run: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(run):
+        raise TypeError(f"run must be a callable taking no arguments, got {type(run).__name__}")
 
 
 def is_linear_layer(module: nn.Module) -> bool:
     """True for a module that computes y = x W^T + b: anything with integer in_features and
     out_features (nn.Linear, quanto's QLinear, torch.ao's dynamic Linear, W8A16/W8A8Linear)."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
     in_features = getattr(module, "in_features", None)
     out_features = getattr(module, "out_features", None)
     return isinstance(in_features, int) and isinstance(out_features, int)
@@ -93,6 +111,8 @@ def profile_linear_layers(
     and the whole call are medians over `repeats` calls. The hooks add a few microseconds per
     layer, so `total_seconds` here is slightly above an unhooked latency.
     """
+    _check_model_and_run(model, run)
+    check_int(repeats, "repeats", minimum=1)
     per_call: list[tuple[int, float, float]] = []
     for _ in range(repeats):
         record: list[tuple[int, float]] = []
@@ -110,8 +130,8 @@ def profile_linear_layers(
 def amdahl_speedup(parallel_fraction: float, speedup_of_fraction: float) -> float:
     """Amdahl's law: speeding up a fraction f of the time by s speeds the whole up by
     1 / ((1 - f) + f / s). Example: f = 0.8, s = 4 -> 1 / (0.2 + 0.2) = 2.5."""
-    if not 0 <= parallel_fraction <= 1 or speedup_of_fraction <= 0:
-        raise ValueError("need 0 <= fraction <= 1 and a positive speedup")
+    check_real(parallel_fraction, "parallel_fraction", 0.0, 1.0)
+    check_real(speedup_of_fraction, "speedup_of_fraction", 0.0, strict_minimum=True)
     return 1 / ((1 - parallel_fraction) + parallel_fraction / speedup_of_fraction)
 
 
@@ -121,9 +141,10 @@ class LayerSteps:
 
     fp32: float  # nn.Linear in float32
     w8a8: float  # W8A8Linear.forward, all steps
-    quantize: float  # W8A8Linear.quantize_activations: absmax per token, divide, round, cast
-    int_mm: float  # torch._int_mm: the int8 x int8 -> int32 product alone
-    rescale: float  # W8A8Linear.rescale: s_x * s_w * acc + b
+    quantize: float  # step 1: absmax per token, divide, round, cast to int8
+    integer_matmul: float  # step 2: the int8 product times s_w (packed oneDNN from 32 tokens)
+    rescale: float  # step 3: s_x * y' + b, in place
+    int_mm_unpacked: float  # torch._int_mm on the unpacked weight: what packing saves
     torch_ao: float  # torch.ao's dynamic int8 Linear (fbgemm), all steps
 
 
@@ -131,36 +152,104 @@ def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) ->
     """Time one layer as FP32, as W8A8Linear and as torch.ao's dynamic int8, and W8A8Linear's
     three steps on their own, interleaved in one run, to see where an int8 layer spends its time.
 
-    The steps are the very calls forward makes, on the same input: quantize_activations(rows),
-    torch._int_mm(x_q, int8_weight_t), rescale(acc, s_x). Their sum is about w8a8 (the rest is
-    dispatch and the reshapes). Example: for MiniLM's first feed-forward layer, (704, 384) @
-    (384, 1536), the int8 product alone is about a quarter of FP32's time.
+    The steps are the very calls forward makes, on the same input (its unchecked hot path);
+    their sum is about w8a8 (the rest is dispatch and the reshapes). int_mm_unpacked times
+    torch._int_mm on the same integers with the weight as a plain (in, out) matrix, which the
+    kernel must re-lay-out at every call. Example: for MiniLM's first feed-forward layer at
+    batch 32, (704, 384) @ (384, 1536), the packed product is the fastest of the steps.
     """
     from tutorlib.layers import W8A8Linear
 
     if not isinstance(linear, nn.Linear):
-        raise TypeError(f"profile_w8a8_steps takes an nn.Linear, got {type(linear).__name__}")
-    if x.ndim == 0 or x.shape[-1] != linear.in_features or not x.is_floating_point():
-        raise ValueError(
-            f"x must be a float tensor of shape (..., {linear.in_features}), "
-            f"got {x.dtype} {tuple(x.shape)}"
-        )
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    check_float_tensor(check_tensor(x, "x"), "x")
+    if x.dtype != torch.float32:
+        raise TypeError(f"x must be float32, the FP32 layer's dtype, got {x.dtype}; use x.float()")
+    if x.ndim == 0 or x.shape[-1] != linear.in_features:
+        raise ValueError(f"x must have shape (..., {linear.in_features}), got {tuple(x.shape)}")
+    check_int(repeats, "repeats", minimum=1)
     layer = W8A8Linear.from_linear(linear)
     torch_ao = torch_ao_dynamic(nn.Sequential(linear))
-    rows = x.reshape(-1, linear.in_features)  # (tokens, in_features)
+    rows = x.detach().reshape(-1, linear.in_features)  # (tokens, in_features)
+    limit = torch.finfo(torch.float32).max
     with torch.inference_mode():
-        x_q, x_scale = layer.quantize_activations(rows)
-        acc = torch._int_mm(x_q, layer.int8_weight_t)  # (tokens, out_features) int32
+        x_q, x_scale = layer.quantize_activations(rows)  # own copies: stable while timing
+        y = layer.integer_matmul(x_q)
+        weight_t = torch.empty(linear.in_features, linear.out_features, dtype=torch.int8)
+        weight_t.copy_(layer.int8_weight.t())
         runs = {
             "fp32": lambda: linear(x),
             "w8a8": lambda: layer(x),
-            "quantize": lambda: layer.quantize_activations(rows),
-            "int_mm": lambda: torch._int_mm(x_q, layer.int8_weight_t),
-            "rescale": lambda: layer.rescale(acc, x_scale),
+            "quantize": lambda: layer._quantize(rows, "x", limit),
+            "integer_matmul": lambda: layer._integer_matmul(x_q),
+            "rescale": lambda: layer._rescale(y, x_scale),  # in place: y grows, time does not
+            "int_mm_unpacked": lambda: torch._int_mm(x_q, weight_t),
             "torch_ao": lambda: torch_ao(x),
         }
         samples = time_interleaved(runs, repeats=repeats, desc="one layer, step by step")
     return LayerSteps(**{name: median_ms(seconds) for name, seconds in samples.items()})
+
+
+def large_allocations(run: Callable[[], object], min_bytes: int, warmup: int = 2) -> list[int]:
+    """Bytes of every allocation of at least `min_bytes` made by the operators of one call.
+
+    torch.profiler with profile_memory=True records, per operator, the memory it allocated
+    and did not free itself; after `warmup` untimed calls (which create caches and scratch
+    buffers), one profiled call of `run` lists the large blocks it asks the allocator for.
+    Example: nn.Linear on 704 tokens, 384 -> 1536, allocates its output, [4325376]
+    (704 * 1536 * 4 bytes); a layer that makes two more temporaries of that size lists three.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    if not callable(run):
+        raise TypeError(f"run must be a callable taking no arguments, got {type(run).__name__}")
+    check_int(min_bytes, "min_bytes", minimum=1)
+    check_int(warmup, "warmup", minimum=0)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            run()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            run()
+    return [e.self_cpu_memory_usage for e in prof.events() if e.self_cpu_memory_usage >= min_bytes]
+
+
+def operator_times(run: Callable[[], object], repeats: int = 5, top: int = 10) -> "pd.DataFrame":
+    """Where one call of `run` spends its time, by top-level operator (torch.profiler).
+
+    Each operator that no other operator called (aten::linear, aten::layer_norm, aten::gelu,
+    aten::scaled_dot_product_attention, ...) gets its total time, averaged over `repeats`
+    profiled calls, in ms; the `top` largest are listed, then "python and other", the wall
+    time not inside any operator (Python, module calls, hooks).
+    Returns a DataFrame with columns operator, calls (per run), ms (per run).
+    """
+    import pandas as pd
+    from torch.profiler import ProfilerActivity, profile
+
+    if not callable(run):
+        raise TypeError(f"run must be a callable taking no arguments, got {type(run).__name__}")
+    check_int(repeats, "repeats", minimum=1)
+    check_int(top, "top", minimum=1)
+    with torch.inference_mode():
+        run()  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run()
+            wall_ms = 1e3 * (time.perf_counter() - start) / repeats
+    totals: dict[str, list[float]] = {}
+    for event in prof.events():
+        if event.cpu_parent is None:  # top-level: its time includes the operators it calls
+            entry = totals.setdefault(event.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.cpu_time_total / 1e3  # microseconds -> ms
+    frame = pd.DataFrame(
+        [(name, calls / repeats, ms / repeats) for name, (calls, ms) in totals.items()],
+        columns=["operator", "calls", "ms"],
+    ).sort_values("ms", ascending=False, ignore_index=True)
+    other = wall_ms - frame["ms"].sum()
+    listed = frame.head(top)
+    rest = pd.DataFrame([("python and other", float("nan"), other)], columns=frame.columns)
+    return pd.concat([listed, rest], ignore_index=True)
 
 
 def capture_linear_inputs(model: nn.Module, run: Callable[[], object]) -> dict[str, torch.Tensor]:
@@ -170,6 +259,7 @@ def capture_linear_inputs(model: nn.Module, run: Callable[[], object]) -> dict[s
     that read the same tensor (a BERT block's query, key and value) are kept under each name.
     The hooks are removed afterwards.
     """
+    _check_model_and_run(model, run)
     inputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str, module: nn.Module, args: tuple) -> None:  # None: leave the input as is
@@ -217,6 +307,8 @@ def bert_layer_label(name: str) -> str:
     Example: "encoder.layer.0.intermediate.dense" -> "0 FFN up"; a layer outside the encoder
     blocks keeps its first name component: "pooler.dense" -> "pooler".
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a module name (str), got {type(name).__name__}")
     block, _, role = name.removeprefix("encoder.layer.").partition(".")
     if name.startswith("encoder.layer.") and role in BERT_LINEAR_ROLES:
         return f"{block} {BERT_LINEAR_ROLES[role]}"
@@ -228,14 +320,54 @@ def activation_stats(layer: str, rows: torch.Tensor) -> ActivationStats:
 
     SQNR = 10 log10(sum x**2 / sum (x - x_hat)**2) from `tutorlib.quantization`. One outlier
     token sets the per-tensor scale s = max|x| / 127 for every token; per token, each row gets
-    s_t = max|x[t]| / 127, a finer grid wherever that row is small.
+    s_t = max|x[t]| / 127, a finer grid wherever that row is small. An input that int8 holds
+    exactly (constant rows, zeros) reports float32's own SQNR, 146 dB, instead of infinity.
     """
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be the layer's name (str), got {type(layer).__name__}")
+    check_float_tensor(check_tensor(rows, "rows"), "rows")
+    if rows.ndim != 2:
+        raise ValueError(f"rows must be 2-D (tokens, features), got shape {tuple(rows.shape)}")
     per_tensor = fake_quantize(rows, bits=8, symmetric=True)
     per_token = fake_quantize(rows, bits=8, symmetric=True, dim=0)  # dim 0 keeps a scale per row
     return ActivationStats(
         layer=layer,
         abs_max=rows.abs().max().item(),
         median_token_abs_max=rows.abs().amax(dim=1).median().item(),
-        sqnr_per_tensor_db=quantization_error(rows, per_tensor).sqnr_db,
-        sqnr_per_token_db=quantization_error(rows, per_token).sqnr_db,
+        sqnr_per_tensor_db=_capped(quantization_error(rows, per_tensor).sqnr_db),
+        sqnr_per_token_db=_capped(quantization_error(rows, per_token).sqnr_db),
     )
+
+
+# An input that int8 represents exactly (constants, zeros) has no quantization noise: its SQNR
+# is reported as that of float32 itself, 6.02 * 24 + 1.76 dB (24 significand bits; MT-001).
+_SQNR_CEILING_DB = 6.02 * 24 + 1.76
+
+
+def _capped(sqnr_db: float) -> float:
+    return sqnr_db if math.isfinite(sqnr_db) and sqnr_db < _SQNR_CEILING_DB else _SQNR_CEILING_DB
+
+
+def activation_table(stats: "list[ActivationStats]") -> "pd.DataFrame":
+    """The activation statistics as a table: one row per layer input, rounded for printing.
+
+    Columns: layer input, max|x|, median row max, per tensor (dB), per token (dB), gain (dB),
+    the last being per token minus per tensor.
+    """
+    import pandas as pd
+
+    if not isinstance(stats, list | tuple) or not all(
+        isinstance(s, ActivationStats) for s in stats
+    ):
+        raise TypeError("stats must be a list of ActivationStats (from activation_stats)")
+    frame = pd.DataFrame(
+        {
+            "layer input": [s.layer for s in stats],
+            "max|x|": [round(s.abs_max, 1) for s in stats],
+            "median row max": [round(s.median_token_abs_max, 1) for s in stats],
+            "per tensor (dB)": [round(s.sqnr_per_tensor_db, 1) for s in stats],
+            "per token (dB)": [round(s.sqnr_per_token_db, 1) for s in stats],
+        }
+    )
+    frame["gain (dB)"] = (frame["per token (dB)"] - frame["per tensor (dB)"]).round(1)
+    return frame

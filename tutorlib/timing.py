@@ -9,6 +9,8 @@ Left out on purpose: GPUs, energy, thread-count sweeps, and statistics beyond th
 CPU is shared, so the spread says more about the neighbours than about the code).
 """
 
+import math
+import numbers
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm  # the console bar: tqdm.auto would need ipywidgets in Jupyter
+
+from tutorlib._checks import check_int, check_real
 
 __all__ = [
     "time_interleaved",
@@ -39,10 +43,14 @@ def time_interleaved(
     (round 0: a, b, c; round 1: b, c, a; ...), so neither a slow start nor a neighbour's
     burst of load favours one variant. Returns {name: [seconds, ...]} with `repeats` entries.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    if not isinstance(runs, Mapping) or not all(callable(run) for run in runs.values()):
+        raise TypeError(f"runs must be a dict {{name: callable}}, got {type(runs).__name__}")
     if not runs:
         raise ValueError("runs is empty: give at least one {name: callable}")
+    check_int(repeats, "repeats", minimum=1)
+    check_int(warmup, "warmup", minimum=0)
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a str (the progress bar's label), got {desc!r}")
     names = list(runs)
     for name in names:
         for _ in range(warmup):
@@ -58,16 +66,23 @@ def time_interleaved(
 
 def median_ms(seconds: Sequence[float]) -> float:
     """Median of a list of durations, in milliseconds. Example: [0.003, 0.001, 0.002] -> 2.0."""
+    if isinstance(seconds, str) or not isinstance(seconds, Sequence):
+        raise TypeError(f"seconds must be a list of durations, got {type(seconds).__name__}")
     if len(seconds) == 0:
-        raise ValueError("no durations to take the median of")
+        raise ValueError("seconds is empty: no durations to take the median of")
+    if not all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in seconds):
+        raise TypeError(f"seconds must hold numbers only, got {list(seconds)!r:.80}")
+    if not all(math.isfinite(s) and s >= 0 for s in seconds):
+        raise ValueError(f"seconds must be finite and >= 0 (no NaN), got {list(seconds)!r:.80}")
     return 1e3 * statistics.median(seconds)
 
 
 def ops_per_second(m: int, k: int, n: int, seconds: float) -> float:
     """Throughput of an (m, k) @ (k, n) matmul: 2 * m * k * n operations (a multiply and an add
     per term) divided by the time. Example: 1024**3 terms in 0.01 s -> 2.147e11 ops/s."""
-    if seconds <= 0:
-        raise ValueError(f"seconds must be positive, got {seconds}")
+    for name, value in (("m", m), ("k", k), ("n", n)):
+        check_int(value, name, minimum=1)
+    check_real(seconds, "seconds", 0.0, strict_minimum=True)
     return 2 * m * k * n / seconds
 
 
@@ -88,6 +103,9 @@ def measure_matmul_peaks(size: int = 2048, repeats: int = 10, seed: int = 0) -> 
     is the best the machine can do, and other programs can only slow a call down, so each
     peak comes from the fastest of `repeats` interleaved calls (after one warm-up each).
     """
+    check_int(size, "size", minimum=1)
+    check_int(repeats, "repeats", minimum=1)
+    check_int(seed, "seed", minimum=0)
     generator = torch.Generator().manual_seed(seed)
     a, b = torch.randn(2, size, size, generator=generator)
     a_int8, b_int8 = torch.randint(

@@ -11,7 +11,8 @@ Left out on purpose: figures of single layers (the lesson prints those numbers).
 import numpy as np
 from matplotlib.figure import Figure
 
-from tutorlib.benchmark import BenchmarkRow
+from tutorlib._checks import check_int, check_real
+from tutorlib.benchmark import BenchmarkRow, _check_rows
 from tutorlib.plotting._figure import new_figure
 from tutorlib.profiling import ActivationStats
 
@@ -25,7 +26,8 @@ __all__ = [
 
 def _rows_at(rows: "list[BenchmarkRow]", batch_size: int) -> "list[BenchmarkRow]":
     """The rows of one batch size, in their order; ValueError if there are none."""
-    selected = [row for row in rows if row.batch_size == batch_size]
+    check_int(batch_size, "batch_size", minimum=1)
+    selected = [row for row in _check_rows(rows) if row.batch_size == batch_size]
     if not selected:
         raise ValueError(f"no benchmark rows at batch size {batch_size}")
     return selected
@@ -35,6 +37,9 @@ def plot_int8_speedups(rows: "list[BenchmarkRow]", machine: str) -> Figure:
     """Bars of each variant's speedup over FP32 (FP32 latency / its latency), one bar per batch
     size, with a line at 1 (as fast as FP32). The title names the fastest variant at the
     largest batch and the machine."""
+    rows = _check_rows(rows)
+    if not isinstance(machine, str):
+        raise TypeError(f"machine must be the machine's name (str), got {machine!r}")
     batch_sizes = sorted({row.batch_size for row in rows})
     variants = list(dict.fromkeys(row.variant for row in rows))
     fig = new_figure(9, 4.2)
@@ -95,6 +100,7 @@ def plot_accuracy_vs_speed(
     """Each variant as a point: speedup over FP32 at one batch size (x) against 1 - the minimum
     cosine of its embeddings to FP32's (y, log scale, lower is more accurate), with the
     accuracy goal 1 - min_cosine as a dashed line. FP32 itself (1 - cosine ~ 0) is left out."""
+    check_real(min_cosine, "min_cosine", -1.0, 1.0)
     selected = [row for row in _rows_at(rows, batch_size) if row.variant != "FP32"]
     floor = 1e-7  # keeps a perfect cosine visible on the log axis
     fig = new_figure(8, 4.2)
@@ -134,6 +140,12 @@ def plot_accuracy_vs_speed(
 def plot_activation_sqnr(stats: "list[ActivationStats]") -> Figure:
     """SQNR of each linear layer's int8 input with one scale per tensor and one per token, in
     layer order (dB, higher is better). The title gives the largest gain and where it is."""
+    if not isinstance(stats, list | tuple) or not all(
+        isinstance(s, ActivationStats) for s in stats
+    ):
+        raise TypeError("stats must be a list of ActivationStats (from activation_stats)")
+    if not stats:
+        raise ValueError("stats is empty: give at least one layer's ActivationStats")
     fig = new_figure(10, 4)
     ax = fig.subplots()
     x = np.arange(len(stats))
