@@ -79,3 +79,51 @@ class TestNotebook:
 
     def test_runs_on_the_python3_kernel(self, path):
         assert load(path)["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def markdown_text(nb: dict) -> str:
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+class TestLessonShape:
+    """A lesson for a learner: objectives first, a summary last, bookkeeping out of sight."""
+
+    def test_opens_with_what_you_will_learn(self, path):
+        cells = load(path)["cells"]
+        opening = "\n".join("".join(c["source"]) for c in cells[:3] if c["cell_type"] == "markdown")
+        assert "What you will learn" in opening, f"{path.name}: no 'What you will learn' box"
+
+    def test_closes_with_a_summary(self, path):
+        headings = re.findall(r"(?m)^## (.+)$", markdown_text(load(path)))
+        assert "Summary" in headings, f"{path.name}: no '## Summary' section"
+        last_markdown = [c for c in load(path)["cells"] if c["cell_type"] == "markdown"][-1]
+        assert "Summary" in markdown_text({"cells": [last_markdown]}) or headings[-1] == "Summary"
+
+    def test_no_glue_in_shown_code(self, path):
+        for i, cell in enumerate(code_cells(load(path))):
+            source = "".join(cell["source"])
+            tags = cell.get("metadata", {}).get("tags", [])
+            if re.search(r"(?m)^\s*glue\(", source):
+                assert "remove-input" in tags, f"{path.name}: code cell {i} shows its glue calls"
+
+    def test_nbval_markers_are_tags_not_comments(self, path):
+        for i, cell in enumerate(code_cells(load(path))):
+            source = "".join(cell["source"])
+            assert "NBVAL_" not in source, f"{path.name}: code cell {i} has an nbval comment"
+
+    def test_says_the_original_notes(self, path):
+        text = markdown_text(load(path)).lower()
+        assert "seed notes" not in text and "the seed" not in text, path.name
+
+    def test_has_at_least_three_checked_exercises(self, path):
+        nb = load(path)
+        exercises = re.findall(r"\{exercise\}", markdown_text(nb))
+        solutions = [c for c in code_cells(nb) if "solution" in c["metadata"].get("tags", [])]
+        assert len(exercises) >= 3, f"{path.name}: {len(exercises)} exercises, want 3 or more"
+        assert len(solutions) == len(exercises), f"{path.name}: one solution cell per exercise"
+        for cell in solutions:
+            last = "".join(cell["source"]).strip().splitlines()[-1]
+            assert last.startswith("check("), f"{path.name}: a solution cell must end with check"
+            shown = json.dumps(cell["outputs"])
+            assert "Correct" in shown, f"{path.name}: a stored solution does not pass its check"
