@@ -31,6 +31,7 @@ __all__ = [
     "expect_callable",
     "expect_number",
     "expect_integer",
+    "expect_pair",
     "expect_tensor",
     "first_match",
     "verify",
@@ -180,6 +181,17 @@ def expect_number(value: object, what: str = "the answer") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise Wrong(f"{what} should be a number, got {type(value).__name__} {value!r:.60}")
     return float(value)
+
+
+def expect_pair(value: object, first: str, second: str) -> tuple[object, object]:
+    """The two items of a returned pair (a tuple or a list of two); Wrong for anything else.
+
+    Example: expect_pair((0.1, 64), "scale", "zero_point") -> (0.1, 64); expect_pair(0.1, ...)
+    raises Wrong("return a pair (scale, zero_point), got float 0.1").
+    """
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise Wrong(f"return a pair ({first}, {second}), got {type(value).__name__} {value!r:.60}")
+    return value[0], value[1]
 
 
 def expect_integer(value: object, what: str = "the answer") -> int:

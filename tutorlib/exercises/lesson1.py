@@ -19,6 +19,7 @@ from tutorlib.exercises.core import (
     expect_callable,
     expect_integer,
     expect_number,
+    expect_pair,
     register,
     same_number,
     verify,
@@ -67,9 +68,8 @@ def _range_mistakes(bits: int, signed: bool) -> list[tuple[object, str]]:
 
 
 def _as_pair(value: object) -> tuple[int, int]:
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise Wrong(f"return a pair (q_min, q_max), got {type(value).__name__} {value!r:.60}")
-    return expect_integer(value[0], "q_min"), expect_integer(value[1], "q_max")
+    q_min, q_max = expect_pair(value, "q_min", "q_max")
+    return expect_integer(q_min, "q_min"), expect_integer(q_max, "q_max")
 
 
 def _check_integer_range(answer: object) -> str:

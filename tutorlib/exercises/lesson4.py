@@ -20,6 +20,7 @@ from tutorlib.exercises.core import (
     expect_callable,
     expect_integer,
     expect_number,
+    expect_pair,
     expect_tensor,
     register,
     same_number,
@@ -110,9 +111,8 @@ def _same_scale_and_zero_point(a: object, b: object) -> bool:
 
 
 def _as_scale_and_zero_point(value: object) -> tuple[float, int]:
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise Wrong(f"return a pair (scale, zero_point), got {type(value).__name__} {value!r:.60}")
-    return expect_number(value[0], "the scale"), expect_integer(value[1], "the zero point")
+    scale, zero_point = expect_pair(value, "scale", "zero_point")
+    return expect_number(scale, "the scale"), expect_integer(zero_point, "the zero point")
 
 
 def _check_scale_zero_point(answer: object) -> str:

@@ -17,6 +17,7 @@ from tutorlib.exercises.core import (
     expect_callable,
     expect_integer,
     expect_number,
+    expect_pair,
     expect_tensor,
     register,
     same_number,
@@ -114,9 +115,7 @@ def _same_up_to_ties(a: object, b: object) -> bool:
 
 
 def _as_q_and_scale(value: object) -> tuple[object, object]:
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise Wrong(f"return a pair (q, scale), got {type(value).__name__}")
-    return value[0], value[1]
+    return expect_pair(value, "q", "scale")
 
 
 def _check_per_token(answer: object) -> str:
