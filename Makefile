@@ -52,13 +52,13 @@ test: setup
 	$(BIN)/ruff format --check tutorlib tests notebooks benchmarks book/_ext
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	@# Every learner copy must run top to bottom with its stubs: "not solved yet", never an error.
 	$(MAKE) exercises
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir _build/exercises/executed \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 \
 		_build/exercises/*.ipynb
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 notebooks: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
