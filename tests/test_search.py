@@ -318,6 +318,11 @@ def test_search_agreement_of_fp32_with_itself_and_of_noise():
     reference = torch.randn(n, 16, generator=torch.Generator().manual_seed(0))
     same = search_agreement(reference, reference, task)
     assert same.min_cosine == pytest.approx(1.0) and same.same_top3 == same.n_queries == 12
+    assert same.as_row() == {
+        "smallest cosine": same.min_cosine,
+        "right answer first": same.right_first,
+        "same top 3 as FP32": 12,
+    }
     other = search_agreement(-reference, reference, task)
     assert other.min_cosine == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="embeddings"):

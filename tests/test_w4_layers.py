@@ -10,7 +10,13 @@ from tutorlib.gptq import gptq_quantize, quantize_linear_weights, rtn_quantize
 from tutorlib.layers import replace_linear
 from tutorlib.memory import model_size_bytes
 from tutorlib.quantization import pack_weights, unpack_weights
-from tutorlib.w4_layers import W4A16Linear, bits_per_weight, to_w4_layers, weight_only_bytes
+from tutorlib.w4_layers import (
+    W4A16Linear,
+    bits_per_weight,
+    size_table,
+    to_w4_layers,
+    weight_only_bytes,
+)
 
 
 def seeded(*shape, seed=0):
@@ -21,6 +27,22 @@ def test_bits_per_weight_textbook():
     assert bits_per_weight(4, 128) == 4 + 24 / 128 == 4.1875
     assert bits_per_weight(3, 32) == 3.75
     assert bits_per_weight(8, 384) == 8.0625
+
+
+def test_size_table_textbook():
+    linear = nn.Linear(256, 128)  # 32,768 weights, 128 float32 biases: 131,584 bytes in float32
+    table = size_table(linear, [(4, 128), (8, None)])
+    assert table["bits"].tolist() == [4, 8]
+    assert table["group"].tolist() == [128, "per channel"]
+    # the k bits plus a float16 scale and a uint8 zero point per group, spread over its weights
+    assert table["bits per weight"].tolist() == [bits_per_weight(4, 128), bits_per_weight(8, 256)]
+    assert table["model (MB)"].tolist() == [17_664 / 1e6, (32_768 + 128 * 3 + 128 * 4) / 1e6]
+    assert table["FP32 / this"][0] == 131_584 / 17_664
+
+
+def test_size_table_refuses_a_model_without_linear_layers():
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        size_table(nn.LayerNorm(4), [(4, None)])
 
 
 def test_weight_only_bytes_textbook():

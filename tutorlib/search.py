@@ -363,6 +363,17 @@ class SearchAgreement:
     same_top3: int  # queries whose first three results are FP32's, in the same order
     n_queries: int
 
+    def as_row(self) -> dict[str, float | int]:
+        """The columns of the lessons' tables: smallest cosine, right answer first, same top 3.
+
+        Example: {"smallest cosine": 0.955, "right answer first": 9, "same top 3 as FP32": 6}.
+        """
+        return {
+            "smallest cosine": self.min_cosine,
+            "right answer first": self.right_first,
+            "same top 3 as FP32": self.same_top3,
+        }
+
 
 def search_agreement(
     embeddings: torch.Tensor, reference: torch.Tensor, task: SearchTask
