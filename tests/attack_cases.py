@@ -374,6 +374,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "quantize_linear_weights": lambda tmp: _model_and_run(),
     "bits_per_weight": lambda tmp: {"bits": 4, "group_size": 128},
     "weight_only_bytes": lambda tmp: {"bits": 4},
+    "size_table": lambda tmp: {"settings": [(4, None), (8, None)]},
     "W4A16Linear.forward": lambda tmp: {"x": seeded(3, 8)},
     "W4A16Linear.from_quantized": lambda tmp: {"quantized": _w4_weight(), "bias": None},
     "to_w4_layers": lambda tmp: {"quantized": {"2": _w4_weight()}},

@@ -100,7 +100,8 @@ def size_table(model: nn.Module, settings: Sequence[tuple[int, int | None]]) -> 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(settings, str) or not isinstance(settings, Sequence) or not settings:
+    pairs = isinstance(settings, Sequence) and not isinstance(settings, str) and settings
+    if not pairs or not all(isinstance(s, tuple | list) and len(s) == 2 for s in settings):
         raise TypeError("settings must be a non-empty sequence of (bits, group_size) pairs")
     linear_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
     if linear_weights == 0:
