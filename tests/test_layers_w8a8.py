@@ -119,6 +119,19 @@ def test_fast_activation_quantizer_equals_the_generic_one(
     assert x_q.dtype == torch.int8
 
 
+@pytest.mark.parametrize("tokens", [300, 341, 342, 704], ids=lambda t: f"tokens{t}")
+def test_both_ways_to_the_row_maxima_give_the_generic_integers(tokens: int) -> None:
+    # From 2**17 activations (342 tokens of 384) on, max|x| comes from max x and -min x instead
+    # of |x|: the integers and scales must not change, rows of one sign and of zeros included.
+    generator = torch.Generator().manual_seed(tokens)
+    rows = torch.randn(tokens, 384, generator=generator) * 3
+    rows[0], rows[1], rows[2] = 0.0, rows[1].abs(), -rows[2].abs()
+    x_q, x_scale = W8A8Linear.from_linear(_linear(384, 1)).quantize_activations(rows)
+    q_ref, scale_ref = _generic_quantize_rows(rows)
+    assert torch.equal(x_scale, scale_ref)
+    assert torch.equal(x_q, q_ref)
+
+
 def test_weights_are_the_same_integers_as_w8a16() -> None:
     linear = _linear(64, 32)
     assert torch.equal(
@@ -201,10 +214,12 @@ def test_without_bias() -> None:
         assert torch.allclose(layer(x), linear(x), atol=0.05)
 
 
+@pytest.mark.parametrize("tokens", [3, 700], ids=["abs-then-max", "max-and-min"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=str)
-def test_non_finite_activations_raise(bad: float) -> None:
-    layer = W8A8Linear.from_linear(_linear(4, 2))
-    x = torch.ones(3, 4)
+def test_non_finite_activations_raise(bad: float, tokens: int) -> None:
+    # small inputs find max|x| from |x|, large ones from max x and -min x: both must see it
+    layer = W8A8Linear.from_linear(_linear(384, 2))
+    x = torch.ones(tokens, 384)
     x[1, 2] = bad
     with pytest.raises(ValueError, match="NaN or inf"):
         layer(x)
@@ -279,8 +294,9 @@ def test_non_contiguous_input_gives_the_contiguous_result() -> None:
 def test_integer_matmul_is_exact_against_the_int32_reference(
     tokens: int, in_features: int, out_features: int
 ) -> None:
-    # Both paths (torch._int_mm below 32 tokens, oneDNN's packed kernel from 32) must give the
-    # exact int32 sums times s_w, rounded once: float32(acc) * s_w, bit for bit.
+    # Both paths (torch._int_mm below 10M multiply-adds a call, oneDNN's packed kernel from
+    # there: here from 17 tokens for the two MiniLM shapes) must give the exact int32 sums
+    # times s_w, rounded once: float32(acc) * s_w, bit for bit.
     layer = W8A8Linear.from_linear(_linear(in_features, out_features))
     generator = torch.Generator().manual_seed(tokens)
     x_q = torch.randint(-127, 128, (tokens, in_features), generator=generator, dtype=torch.int8)
@@ -305,13 +321,16 @@ def test_packed_kernel_is_exact_at_the_int32_limit() -> None:
     assert torch.equal(y[0], want) and torch.equal(y[1], -want)
 
 
-@pytest.mark.parametrize("tokens", [3, 100], ids=["int_mm-path", "onednn-path"])
-def test_no_call_returns_an_internal_buffer(tokens: int) -> None:
+@pytest.mark.parametrize(
+    ("tokens", "packed"), [(3, False), (40, ONEDNN_INT8)], ids=["int_mm-path", "onednn-path"]
+)
+def test_no_call_returns_an_internal_buffer(tokens: int, packed: bool) -> None:
     # forward reuses scratch buffers; what it returns must be its own: a second call (with
     # another input, or another layer) must leave the first result unchanged.
-    layer = W8A8Linear.from_linear(_linear(32, 16))
-    other = W8A8Linear.from_linear(_linear(32, 16, seed=1))
-    x = torch.randn(tokens, 32)
+    layer = W8A8Linear.from_linear(_linear(384, 1536))
+    other = W8A8Linear.from_linear(_linear(384, 1536, seed=1))
+    assert layer._uses_packed_kernel(tokens) == packed  # the path this case claims to cover
+    x = torch.randn(tokens, 384)
     first = layer(x)
     kept = first.clone()
     x_q, x_scale = layer.quantize_activations(x)

@@ -218,11 +218,17 @@ def _onednn_int8_available() -> bool:
 
 # Checked once at import: forward runs thousands of times.
 ONEDNN_INT8 = _onednn_int8_available()
-# From this many rows (tokens) on, oneDNN's prepacked kernel beat torch._int_mm on this course's
-# machine; below, its fixed cost (~40 us a call) loses. Measured on MiniLM's six layer shapes
-# per block: 18 tokens 258 vs 288 us, 32 even, 64 tokens 435 vs 475 us in oneDNN's favour;
-# other CPUs move the crossover.
-_ONEDNN_MIN_TOKENS = 32
+# From this many multiply-adds per call (tokens x in_features x out_features) on, oneDNN's
+# prepacked kernel beat torch._int_mm on this course's machine; below, its fixed cost (~40 us a
+# call) loses. Measured in microseconds, oneDNN vs torch._int_mm: 384 -> 384 at 64 tokens
+# (9.4M) 49 vs 41; 384 -> 1536 at 18 tokens (10.6M) 55 vs 70; 1536 -> 384 at 18 tokens 47 vs
+# 46, at 32 tokens 53 vs 57. Other CPUs move the crossover.
+_ONEDNN_MIN_MACS = 10_000_000
+# From this many activations per call on, the rows' largest |x| is found as max(max x, -min x),
+# two reductions that read x, instead of |x| written to scratch and then reduced: fewer bytes
+# moved, but one more call, which costs more on small inputs. Measured: 704 x 1536 245 vs
+# 341 us, 704 x 384 43 vs 50 us, 128 x 384 12.7 vs 9.9 us. Both give the same number.
+_MINMAX_MIN_NUMEL = 2**17
 
 
 class _Scratch:
@@ -274,11 +280,13 @@ class W8A8Linear(nn.Module):
     (`torch.ops.onednn.qlinear_prepack`) reorders the int8 weight into the blocked layout its
     VNNI kernel reads (tiles of 4 consecutive input features per output channel, the operand
     shape of the vpdpbusd instruction), and the kernel multiplies by s_w on the way out. An
-    unpacked matmul (torch._int_mm) re-lays-out the weight at every call. Below 32 tokens
-    oneDNN's fixed cost loses, and torch._int_mm runs instead; both give float32(acc) * s_w
-    bit for bit. (2) Every temporary of forward (|x|, x / s_x, x_q, the int32 sums) lives in a
-    scratch buffer reused across calls, so a call allocates one new output-sized tensor, its
-    output, as nn.Linear does, and its speed does not depend on the allocator's settings.
+    unpacked matmul (torch._int_mm) re-lays-out the weight at every call. Below 10 million
+    multiply-adds a call (17 tokens for a 384 -> 1536 layer, 68 for 384 -> 384) oneDNN's fixed
+    cost lost on this course's machine, and torch._int_mm runs instead; both give
+    float32(acc) * s_w bit for bit. (2) Every temporary of forward (|x|, x / s_x, x_q, the
+    int32 sums) lives in a scratch buffer reused across calls, so a call allocates one new
+    output-sized tensor, its output, as nn.Linear does, and its speed does not depend on the
+    allocator's settings.
 
     Input: any float tensor of shape (..., in_features); the math runs in float32 and the output
     has the input's dtype. NaN or inf raise ValueError (int8 has neither), and so does an input
@@ -297,6 +305,7 @@ class W8A8Linear(nn.Module):
         super().__init__()
         self.in_features = _check_features(in_features, "in_features", _MAX_IN_FEATURES)
         self.out_features = _check_features(out_features, "out_features")
+        self._macs_per_token = in_features * out_features
         check_bool(bias, "bias")
         self.register_buffer(
             "int8_weight", torch.zeros(out_features, in_features, dtype=torch.int8)
@@ -390,14 +399,19 @@ class W8A8Linear(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """quantize_activations without checks; x_q is a scratch view, valid until the next call.
 
-        |row| goes into the scratch buffer (abs then amax measured faster here than the infinity
-        norm); a NaN or inf in a row shows in its max, so the check costs no extra pass. Also
-        refuses inputs whose output could exceed `limit`: |y[t, o]| <= max|x[t]| * gain + max|b|
-        (see _output_gain).
+        max |row| is max(max row, -min row) on large inputs and |row| (into scratch), reduced, on
+        small ones (see _MINMAX_MIN_NUMEL; both faster here than the infinity norm); a NaN or inf
+        in a row shows in its max, so the check costs no extra pass. Also refuses inputs whose
+        output could exceed `limit`: |y[t, o]| <= max|x[t]| * gain + max|b| (see _output_gain).
         """
         rows = rows.float()  # float32 math (bf16 could round 127 up to 128); no copy if float32
         ratio = _SCRATCH.get("ratio", rows.shape, torch.float32)  # (tokens, in) float32
-        abs_max = torch.abs(rows, out=ratio).amax(dim=1, keepdim=True)  # (tokens, 1); NaN stays
+        if rows.numel() >= _MINMAX_MIN_NUMEL:  # (tokens, 1); NaN stays NaN in both
+            abs_max = torch.maximum(
+                rows.amax(dim=1, keepdim=True), rows.amin(dim=1, keepdim=True).neg_()
+            )
+        else:
+            abs_max = torch.abs(rows, out=ratio).amax(dim=1, keepdim=True)
         peak = abs_max.max().item() if abs_max.numel() else 0.0
         if not math.isfinite(peak):
             raise ValueError(
@@ -415,13 +429,13 @@ class W8A8Linear(nn.Module):
         return x_q, scale
 
     def _integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
-        """oneDNN on the packed weight from 32 tokens on; torch._int_mm into scratch below.
+        """oneDNN on the packed weight from 10M multiply-adds on; torch._int_mm into scratch below.
 
         qlinear_pointwise(x_q, 1.0, 0, packed, s_w, 0, None, 1.0, 0, float32, "none", [], ""):
         activations int8 with scale 1 and zero point 0 (s_x is applied by _rescale), weights
         per channel with scales s_w, no bias, float32 output, no fused post-op.
         """
-        if ONEDNN_INT8 and x_q.shape[0] >= _ONEDNN_MIN_TOKENS:
+        if self._uses_packed_kernel(x_q.shape[0]):
             return torch.ops.onednn.qlinear_pointwise(
                 x_q, 1.0, 0,  # activations: int8, scale 1, zero point 0
                 self._packed_weight(), self.scales, self._w_zero_points,  # weights, per channel
@@ -432,6 +446,10 @@ class W8A8Linear(nn.Module):
         acc = _SCRATCH.get("acc", torch.Size((x_q.shape[0], self.out_features)), torch.int32)
         torch._int_mm(x_q, self._transposed_weight(), out=acc)  # (tokens, out) int32, exact
         return torch.mul(acc, self.scales)  # float32(acc) * s_w: the new output tensor
+
+    def _uses_packed_kernel(self, tokens: int) -> bool:
+        """True if a call with `tokens` rows runs oneDNN's packed kernel (_ONEDNN_MIN_MACS)."""
+        return ONEDNN_INT8 and tokens * self._macs_per_token >= _ONEDNN_MIN_MACS
 
     def _rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
         """s_x * y + b in place on y (s_w * acc is already bounded by the output: no overflow)."""

@@ -142,7 +142,7 @@ class LayerSteps:
     fp32: float  # nn.Linear in float32
     w8a8: float  # W8A8Linear.forward, all steps
     quantize: float  # step 1: absmax per token, divide, round, cast to int8
-    integer_matmul: float  # step 2: the int8 product times s_w (packed oneDNN from 32 tokens)
+    integer_matmul: float  # step 2: the int8 product times s_w (packed oneDNN from 10M MACs)
     rescale: float  # step 3: s_x * y' + b, in place
     int_mm_unpacked: float  # torch._int_mm on the unpacked weight: what packing saves
     torch_ao: float  # torch.ao's dynamic int8 Linear (fbgemm), all steps
