@@ -6,7 +6,9 @@ from the same minutes on the same machine. The run happens twice, in two fresh p
 with the default allocator, one that first applies the allocator setting of
 `tutorlib.allocator.keep_freed_memory` (a process-wide setting that cannot be undone, hence a
 process of its own). Prints the machine, its matmul peaks, each run's table, the two settings
-side by side and the targets of benchmarks/README.md; writes JSON and a bar chart (PNG).
+side by side, the ceiling that the rest of the forward sets (FP32 timed without its linear
+layers' work, `tutorlib.profiling.linear_free_cap`) and the targets of benchmarks/README.md;
+writes JSON and a bar chart (PNG).
 
     python benchmarks/int8_inference.py                 # or: make bench
     python benchmarks/int8_inference.py --repeats 5 --out /some/where/results.json
@@ -35,6 +37,7 @@ from tutorlib.benchmark import (
 )
 from tutorlib.machine import cpu_info
 from tutorlib.plotting import plot_int8_speedups
+from tutorlib.profiling import linear_free_cap
 from tutorlib.search import load_minilm, load_search_task, search_sentences
 from tutorlib.timing import measure_matmul_peaks
 
@@ -83,12 +86,24 @@ def run_one(args: argparse.Namespace) -> int:
         warmup=args.warmup,
     )
     print(format_table(rows))
+    # The ceiling of any faster linear layers: FP32 at the largest batch without their work.
+    batch = tokenizer(sentences[: max(args.batch_sizes)], padding=True, return_tensors="pt")
+    cap = linear_free_cap(variants["FP32"], lambda m: m(**batch), repeats=args.repeats)
+    print(f"FP32 at batch {max(args.batch_sizes)}: {cap.full_ms:.1f} ms, {cap.rest_ms:.1f} ms of "
+          f"it outside the linear layers' work: no linear kernel can give more than "
+          f"{cap.cap:.2f}x")  # fmt: skip
     settings = {
         "repeats": args.repeats,
         "warmup": args.warmup,
         "batch_sizes": args.batch_sizes,
         "allocator": args.allocator,
         "malloc_keeps_freed_memory": kept,
+        "linear_free": {
+            "batch_size": max(args.batch_sizes),
+            "full_ms": cap.full_ms,
+            "rest_ms": cap.rest_ms,
+            "cap": cap.cap,
+        },  # fmt: skip
     }
     write_json(args.out, rows, machine, peaks, settings)
     return 0

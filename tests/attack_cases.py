@@ -311,6 +311,11 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "profile_linear_layers": lambda tmp: _model_and_run(),
     "capture_linear_inputs": lambda tmp: _model_and_run(),
     "profile_w8a8_steps": lambda tmp: {"x": seeded(3, 8), "repeats": 1},
+    "linear_free_cap": lambda tmp: {
+        "model": small_model(),
+        "forward": lambda m: m(seeded(2, 8)),
+        "repeats": 1,
+    },
     "run_experiment": lambda tmp: {"lengths": [16, 64]},
     "activation_stats": lambda tmp: {"layer": "encoder.layer.0.output.dense"},
     "write_json": lambda tmp: {

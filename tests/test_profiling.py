@@ -14,6 +14,8 @@ from tutorlib.layers import W8A8Linear
 from tutorlib.profiling import (
     ActivationStats,
     LayerSteps,
+    LinearFreeCap,
+    _FreeLinear,
     activation_stats,
     activation_table,
     amdahl_speedup,
@@ -21,6 +23,7 @@ from tutorlib.profiling import (
     capture_linear_inputs,
     is_linear_layer,
     large_allocations,
+    linear_free_cap,
     operator_times,
     profile_linear_layers,
     profile_w8a8_steps,
@@ -185,3 +188,46 @@ def test_operator_times_lists_the_top_level_operators() -> None:
     assert {"aten::linear", "aten::gelu", "aten::layer_norm"} <= set(frame["operator"])
     assert frame["operator"].iloc[-1] == "python and other"
     assert (frame["calls"].iloc[:-1] == 1).all()
+
+
+# ---------------------------------------------------------------- the forward without linear work
+
+
+def test_linear_free_cap_of_a_linear_dominated_model() -> None:
+    # Two large matmuls and one ReLU: without the matmuls the forward is far faster, so the cap
+    # is well above 1; the model itself is left untouched.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 512))
+    x = torch.randn(256, 512)
+    with torch.no_grad():
+        before = model(x)
+    result = linear_free_cap(model, lambda m: m(x), repeats=5)
+    assert isinstance(result, LinearFreeCap)
+    assert 0 < result.rest_ms < result.full_ms
+    assert result.cap == pytest.approx(result.full_ms / result.rest_ms)
+    assert result.cap > 2  # 2 x 256 x 512 x 1024 multiply-adds against one ReLU over zeros
+    assert all(isinstance(m, (nn.Linear, nn.ReLU, nn.Sequential)) for m in model.modules())
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+
+
+def test_free_linear_returns_the_same_zeros_at_every_call() -> None:
+    layer = _FreeLinear.from_linear(nn.Linear(4, 3))
+    with torch.inference_mode():
+        y = layer(torch.ones(2, 5, 4, dtype=torch.bfloat16))
+        assert y.shape == (2, 5, 3) and y.dtype == torch.bfloat16
+        assert not bool(y.any())
+        assert layer(torch.full((2, 5, 4), 7.0, dtype=torch.bfloat16)) is y  # no work, no copy
+        assert layer(torch.ones(1, 4)).shape == (1, 3)  # one tensor per shape and dtype
+
+
+def test_linear_free_cap_refuses_bad_arguments() -> None:
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(TypeError, match="model"):
+        linear_free_cap("model", lambda m: m(torch.ones(1, 4)))
+    with pytest.raises(TypeError, match="forward"):
+        linear_free_cap(model, "m(x)")
+    with pytest.raises(ValueError, match="repeats"):
+        linear_free_cap(model, lambda m: m(torch.ones(1, 4)), repeats=0)
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        linear_free_cap(nn.Sequential(nn.ReLU()), lambda m: m(torch.ones(1, 4)))

@@ -10,6 +10,7 @@ question), memory profiles, and layers other than linear ones.
 """
 
 import contextlib
+import copy
 import functools
 import math
 import statistics
@@ -38,6 +39,8 @@ __all__ = [
     "amdahl_speedup",
     "LayerSteps",
     "profile_w8a8_steps",
+    "LinearFreeCap",
+    "linear_free_cap",
     "capture_linear_inputs",
     "ActivationStats",
     "BERT_LINEAR_ROLES",
@@ -188,6 +191,89 @@ def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) ->
         }
         samples = time_interleaved(runs, repeats=repeats, desc="one layer, step by step")
     return LayerSteps(**{name: median_ms(seconds) for name, seconds in samples.items()})
+
+
+class _FreeLinear(nn.Module):
+    """Stands in for a linear layer and does no work: returns zeros of the output's shape.
+
+    The zeros are made once per (shape, dtype), outside inference mode, and the same tensor is
+    returned at every call, untouched: zeroing it again would be work a real layer does not do
+    either. A model that changes it in place (MiniLM's in-place GELU maps 0 to 0) changes what
+    later calls see, but not which operations run, and so not the time measured.
+    """
+
+    def __init__(self, out_features: int) -> None:
+        super().__init__()
+        self.out_features = out_features
+        self._zeros: dict[tuple[torch.Size, torch.dtype], torch.Tensor] = {}
+
+    @classmethod
+    def from_linear(cls, linear: nn.Module) -> "_FreeLinear":
+        return cls(linear.out_features)
+
+    def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        key = (torch.Size((*x.shape[:-1], self.out_features)), x.dtype)
+        zeros = self._zeros.get(key)
+        if zeros is None:
+            with torch.inference_mode(False):
+                zeros = self._zeros[key] = torch.zeros(key[0], dtype=key[1])
+        return zeros
+
+
+@dataclass(frozen=True)
+class LinearFreeCap:
+    """A forward as it is and with linear layers that cost nothing (linear_free_cap)."""
+
+    full_ms: float  # median forward of the model
+    rest_ms: float  # median forward of a copy whose linear layers return zeros at no cost
+
+    @property
+    def cap(self) -> float:
+        """full / rest: what infinitely fast linear layers would give (Amdahl, r -> inf)."""
+        return self.full_ms / self.rest_ms
+
+
+def linear_free_cap(
+    model: nn.Module, forward: Callable[[nn.Module], object], repeats: int = 10
+) -> LinearFreeCap:
+    """Measure the ceiling of any faster linear layers: the forward without their work.
+
+    A copy of `model` gets every nn.Linear replaced by a stand-in that returns zeros of the
+    output's shape, made once (`replace_linear`, nothing skipped); `forward(m)` runs a model, and
+    the original and the copy are timed interleaved, without autograd, `repeats` times each.
+    rest_ms is then everything but the linear layers' work (attention, GELU, LayerNorm,
+    additions, embeddings, the Python around them), and full_ms / rest_ms is Amdahl's bound with
+    the linear part sped up infinitely: no int8 kernel, however fast, can beat it. Attention's
+    cost does not depend on the values it multiplies (zeros here), nor does any other operation
+    of a transformer's forward. Example: FP32 MiniLM at batch 32 took ~71 ms on this course's
+    machine and ~13.5 ms without the linear layers' work: a cap of ~5.3x.
+    """
+    from tutorlib.layers import replace_linear
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(forward):
+        raise TypeError(
+            f"forward must be a callable taking the model, e.g. lambda m: m(**batch), "
+            f"got {type(forward).__name__}"
+        )
+    check_int(repeats, "repeats", minimum=1)
+    if not any(isinstance(module, nn.Linear) for module in model.modules()):
+        raise ValueError("model has no nn.Linear, so there is nothing to take out; pass a model "
+                         "with linear layers (the original, not a quantized copy)")  # fmt: skip
+    free = replace_linear(copy.deepcopy(model), _FreeLinear, skip=())
+
+    def timed(m: nn.Module) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return forward(m)
+
+        return run
+
+    samples = time_interleaved(
+        {"full": timed(model), "rest": timed(free)}, repeats=repeats, desc="without linear work"
+    )
+    return LinearFreeCap(full_ms=median_ms(samples["full"]), rest_ms=median_ms(samples["rest"]))
 
 
 def large_allocations(run: Callable[[], object], min_bytes: int, warmup: int = 2) -> list[int]:
