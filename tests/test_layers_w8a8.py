@@ -437,3 +437,94 @@ def test_replace_linear_replaces_a_shared_linear_once_under_every_name() -> None
     tied = nn.Sequential(shared, nn.ReLU(), shared)
     replace_linear(tied, W8A8Linear, skip=("2",))  # one name skipped: both names keep it
     assert tied[0] is shared and tied[2] is shared
+
+
+# ---------------------------------------------------------------- one quantization, several layers
+
+
+def _count_quantizations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch W8A8Linear._quantize to count its calls; returns the (growing) list of row counts."""
+    calls: list[int] = []
+    original = W8A8Linear._quantize
+
+    def counted(self, rows, name, limit):
+        calls.append(rows.shape[0])
+        return original(self, rows, name, limit)
+
+    monkeypatch.setattr(W8A8Linear, "_quantize", counted)
+    return calls
+
+
+def test_query_key_value_on_one_input_quantize_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three layers read the same unchanged tensor, as query, key and value do: one quantization,
+    # and every output exactly what a layer that quantized on its own gives.
+    q, k, v = (W8A8Linear.from_linear(_linear(64, 32, seed=s)) for s in range(3))
+    x = torch.randn(50, 64)
+    with torch.no_grad():
+        alone = [layer(x.clone()) for layer in (q, k, v)]  # a new tensor each: no reuse
+        calls = _count_quantizations(monkeypatch)
+        shared = [layer(x) for layer in (q, k, v)]
+    assert calls == [50]
+    for got, want in zip(shared, alone, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_a_changed_input_is_quantized_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An in-place change, on the tensor or through a view of it, moves its version counter.
+    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    x = torch.randn(10, 16)
+    with torch.no_grad():
+        calls = _count_quantizations(monkeypatch)
+        a(x)
+        x.mul_(3.0)
+        after_mul = b(x)
+        x[0].zero_()  # through a view
+        after_view = b(x)
+    assert calls == [10, 10, 10]
+    assert torch.equal(after_view, b(x.clone()))
+    assert not torch.equal(after_mul, after_view)
+
+
+def test_inference_tensors_are_never_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tensors made under inference_mode have no version counter: an in-place change could not
+    # be seen, so nothing is reused, and the result after a change is right.
+    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    with torch.inference_mode():
+        x = torch.randn(10, 16)
+        calls = _count_quantizations(monkeypatch)
+        a(x)
+        x.add_(1.0)
+        y = b(x)
+        assert calls == [10, 10]
+        assert torch.equal(y, b(x.clone()))
+
+
+def test_another_quantization_in_between_is_not_mistaken_for_the_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Any other quantization overwrites the scratch integers: the next layer must not reuse them.
+    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    x, other = torch.randn(10, 16), torch.randn(10, 16)
+    with torch.no_grad():
+        want = b(x.clone())
+        a(x)
+        a.quantize_activations(other)  # the checked step, as the lesson calls it
+        assert torch.equal(b(x), want)
+        a(x)
+        a(other)  # another layer call on another tensor
+        assert torch.equal(b(x), want)
+
+
+def test_a_reused_quantization_still_checks_this_layers_output_bound() -> None:
+    # The bound on the output depends on the layer: a layer with huge weights must refuse an
+    # input that a small layer accepted, even when the input's integers are reused.
+    small = W8A8Linear.from_linear(_linear(4, 2))
+    huge = nn.Linear(4, 2)
+    with torch.no_grad():
+        huge.weight.fill_(1e30)
+    huge_layer = W8A8Linear.from_linear(huge)
+    x = torch.full((3, 4), 1e10)
+    with torch.no_grad():
+        small(x)
+        with pytest.raises(ValueError, match="too large"):
+            huge_layer(x)

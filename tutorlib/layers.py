@@ -11,6 +11,7 @@ thread safety of W8A8Linear's scratch buffers.
 """
 
 import math
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -263,6 +264,41 @@ class _Scratch:
 _SCRATCH = _Scratch()
 
 
+class _LastQuantized:
+    """The activations W8A8Linear quantized last, reused while provably unchanged.
+
+    In a transformer, query, key and value read the same tensor one after the other; quantizing
+    it once instead of three times saves two passes over it. A result is reused only for the
+    very same tensor object (a weak reference: a new tensor at the same address does not match)
+    whose version counter has not moved, which every in-place operation on it or on a view of it
+    advances. Tensors made under torch.inference_mode carry no version counter, so there nothing
+    is reused (never a stale result). Writes that bypass the counter (through `.data` or a NumPy
+    view) are not seen: PyTorch's autograd has the same blind spot. One slot for every layer: any
+    other quantization overwrites the scratch x_q, so _quantize forgets it first.
+    """
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        self._input: weakref.ref | None = None
+        self._version = -1
+        self._result: tuple[torch.Tensor, torch.Tensor, float] | None = None
+
+    def find(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """(x_q, s_x, max|x|) if x is the tensor quantized last and is unchanged, else None."""
+        if self._input is None or self._input() is not x or x.is_inference():
+            return None
+        return self._result if x._version == self._version else None
+
+    def remember(self, x: torch.Tensor, result: tuple[torch.Tensor, torch.Tensor, float]) -> None:
+        if not x.is_inference():  # no version counter, nothing to prove unchanged by
+            self._input, self._version, self._result = weakref.ref(x), x._version, result
+
+
+_LAST = _LastQuantized()
+
+
 class W8A8Linear(nn.Module):
     """Linear layer with int8 weights AND int8 activations: the matmul runs on integer units.
 
@@ -276,7 +312,7 @@ class W8A8Linear(nn.Module):
     acc is exact because |acc| <= in_features * 127**2 < 2**31 for in_features <= 133,144
     (larger layers are refused).
 
-    Two things make it fast and change no number. (1) The weight is *packed* once: oneDNN
+    Three things make it fast and change no number. (1) The weight is *packed* once: oneDNN
     (`torch.ops.onednn.qlinear_prepack`) reorders the int8 weight into the blocked layout its
     VNNI kernel reads (tiles of 4 consecutive input features per output channel, the operand
     shape of the vpdpbusd instruction), and the kernel multiplies by s_w on the way out. An
@@ -286,7 +322,10 @@ class W8A8Linear(nn.Module):
     float32(acc) * s_w bit for bit. (2) Every temporary of forward (|x|, x / s_x, x_q, the
     int32 sums) lives in a scratch buffer reused across calls, so a call allocates one new
     output-sized tensor, its output, as nn.Linear does, and its speed does not depend on the
-    allocator's settings.
+    allocator's settings. (3) When a layer receives the very tensor the previous W8A8Linear
+    quantized, unchanged (same object, same version counter), its integers and scales are
+    reused: query, key and value quantize their shared input once. Tensors made under
+    torch.inference_mode have no version counter and are always quantized again.
 
     Input: any float tensor of shape (..., in_features); the math runs in float32 and the output
     has the input's dtype. NaN or inf raise ValueError (int8 has neither), and so does an input
@@ -332,8 +371,7 @@ class W8A8Linear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = _check_input(x, self.in_features).detach().reshape(-1, self.in_features)
-        x_q, x_scale = self._quantize(rows, "x", torch.finfo(x.dtype).max)  # int8, (tokens, 1)
+        x_q, x_scale = self._quantize_once(_check_input(x, self.in_features))  # int8, (tokens, 1)
         y = self._integer_matmul(x_q)  # (tokens, out) float32 = s_w * acc, the new output
         y = self._rescale(y, x_scale)  # s_x * y + b, in place
         y = y.view(*x.shape[:-1], self.out_features)
@@ -357,7 +395,7 @@ class W8A8Linear(nn.Module):
             raise ValueError(
                 f"rows must have shape (tokens, {self.in_features}), got {tuple(rows.shape)}"
             )
-        x_q, x_scale = self._quantize(rows.detach(), "rows", math.inf)
+        x_q, x_scale, _ = self._quantize(rows.detach(), "rows", math.inf)
         return x_q.clone(), x_scale
 
     def integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
@@ -394,16 +432,32 @@ class W8A8Linear(nn.Module):
 
     # --- the hot path -------------------------------------------------------------------------
 
+    def _quantize_once(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """_quantize, or the result for the same unchanged x from the previous layer (_LAST).
+
+        The bound on the output is this layer's, so it is checked again on a reused result.
+        """
+        found = _LAST.find(x)
+        limit = torch.finfo(x.dtype).max
+        if found is None:
+            rows = x.detach().reshape(-1, self.in_features)
+            found = self._quantize(rows, "x", limit)
+            _LAST.remember(x, found)
+        x_q, scale, peak = found
+        self._check_output_bound(peak, "x", limit)
+        return x_q, scale
+
     def _quantize(
         self, rows: torch.Tensor, name: str, limit: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """quantize_activations without checks; x_q is a scratch view, valid until the next call.
 
         max |row| is max(max row, -min row) on large inputs and |row| (into scratch), reduced, on
         small ones (see _MINMAX_MIN_NUMEL; both faster here than the infinity norm); a NaN or inf
         in a row shows in its max, so the check costs no extra pass. Also refuses inputs whose
-        output could exceed `limit`: |y[t, o]| <= max|x[t]| * gain + max|b| (see _output_gain).
+        output could exceed `limit` (_check_output_bound). Returns (x_q, s_x, max|rows|).
         """
+        _LAST.forget()  # the scratch x_q is about to change
         rows = rows.float()  # float32 math (bf16 could round 127 up to 128); no copy if float32
         ratio = _SCRATCH.get("ratio", rows.shape, torch.float32)  # (tokens, in) float32
         if rows.numel() >= _MINMAX_MIN_NUMEL:  # (tokens, 1); NaN stays NaN in both
@@ -418,15 +472,20 @@ class W8A8Linear(nn.Module):
                 f"{name} contains NaN or inf, which int8 cannot represent; find where they come "
                 "from (e.g. an overflow in float16) or run this layer in float"
             )
+        self._check_output_bound(peak, name, limit)
+        scale = abs_max.div_(_INT8_MAX).clamp_(min=_SCALE_FLOOR)  # (tokens, 1), in place
+        torch.div(rows, scale, out=ratio).round_()  # round half to even, as torch.round
+        x_q = _SCRATCH.get("x_q", rows.shape, torch.int8).copy_(ratio)  # exact: integers
+        return x_q, scale, peak
+
+    def _check_output_bound(self, peak: float, name: str, limit: float) -> None:
+        """Refuse an input whose output could exceed `limit`: |y[t, o]| <= max|x| * gain + max|b|
+        (see _output_gain)."""
         if peak * self._output_gain() + self._bias_max() > limit:
             raise ValueError(
                 f"{name} is too large (max |{name}| = {peak:.3g}): the output could exceed "
                 f"{limit:.3g}, the largest value of its dtype; scale the input down"
             )
-        scale = abs_max.div_(_INT8_MAX).clamp_(min=_SCALE_FLOOR)  # (tokens, 1), in place
-        torch.div(rows, scale, out=ratio).round_()  # round half to even, as torch.round
-        x_q = _SCRATCH.get("x_q", rows.shape, torch.int8).copy_(ratio)  # exact: integers
-        return x_q, scale
 
     def _integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
         """oneDNN on the packed weight from 10M multiply-adds on; torch._int_mm into scratch below.

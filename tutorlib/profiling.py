@@ -161,7 +161,7 @@ def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) ->
     kernel must re-lay-out at every call. Example: for MiniLM's first feed-forward layer at
     batch 32, (704, 384) @ (384, 1536), the packed product is the fastest of the steps.
     """
-    from tutorlib.layers import W8A8Linear
+    from tutorlib.layers import _LAST, W8A8Linear
 
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
@@ -175,6 +175,11 @@ def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) ->
     torch_ao = torch_ao_dynamic(nn.Sequential(linear))
     rows = x.detach().reshape(-1, linear.in_features)  # (tokens, in_features)
     limit = torch.finfo(torch.float32).max
+
+    def whole_layer() -> torch.Tensor:
+        _LAST.forget()  # one layer on its own: no previous layer quantized its input
+        return layer(x)
+
     with torch.inference_mode():
         x_q, x_scale = layer.quantize_activations(rows)  # own copies: stable while timing
         y = layer.integer_matmul(x_q)
@@ -182,7 +187,7 @@ def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) ->
         weight_t.copy_(layer.int8_weight.t())
         runs = {
             "fp32": lambda: linear(x),
-            "w8a8": lambda: layer(x),
+            "w8a8": whole_layer,
             "quantize": lambda: layer._quantize(rows, "x", limit),
             "integer_matmul": lambda: layer._integer_matmul(x_q),
             "rescale": lambda: layer._rescale(y, x_scale),  # in place: y grows, time does not
@@ -265,7 +270,7 @@ def linear_free_cap(
 
     def timed(m: nn.Module) -> Callable[[], object]:
         def run() -> object:
-            with torch.inference_mode():
+            with torch.no_grad():  # as the benchmark times every variant
                 return forward(m)
 
         return run
