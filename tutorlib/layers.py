@@ -437,15 +437,14 @@ class W8A8Linear(nn.Module):
 
         The bound on the output is this layer's, so it is checked again on a reused result.
         """
-        found = _LAST.find(x)
         limit = torch.finfo(x.dtype).max
-        if found is None:
-            rows = x.detach().reshape(-1, self.in_features)
-            found = self._quantize(rows, "x", limit)
+        found = _LAST.find(x)
+        if found is None:  # _quantize checks the bound itself
+            found = self._quantize(x.detach().reshape(-1, self.in_features), "x", limit)
             _LAST.remember(x, found)
-        x_q, scale, peak = found
-        self._check_output_bound(peak, "x", limit)
-        return x_q, scale
+        else:
+            self._check_output_bound(found[2], "x", limit)
+        return found[0], found[1]
 
     def _quantize(
         self, rows: torch.Tensor, name: str, limit: float
