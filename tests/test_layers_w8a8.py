@@ -485,6 +485,24 @@ def test_a_changed_input_is_quantized_again(monkeypatch: pytest.MonkeyPatch) -> 
     assert not torch.equal(after_mul, after_view)
 
 
+def test_swapped_data_or_a_transposed_tensor_is_quantized_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `x.data = other` keeps the object and its version counter: the data pointer tells. A square
+    # tensor transposed in place keeps its shape: the version counter (and the strides) tell.
+    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    x = torch.randn(16, 16)
+    with torch.no_grad():
+        calls = _count_quantizations(monkeypatch)
+        a(x)
+        x.data = torch.randn(16, 16)
+        assert torch.equal(b(x), b(x.clone()))
+        a(x)
+        x.t_()
+        assert torch.equal(b(x), b(x.clone()))
+    assert calls == [16] * 6
+
+
 def test_inference_tensors_are_never_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tensors made under inference_mode have no version counter: an in-place change could not
     # be seen, so nothing is reused, and the result after a change is right.

@@ -269,12 +269,14 @@ class _LastQuantized:
 
     In a transformer, query, key and value read the same tensor one after the other; quantizing
     it once instead of three times saves two passes over it. A result is reused only for the
-    very same tensor object (a weak reference: a new tensor at the same address does not match)
-    whose version counter has not moved, which every in-place operation on it or on a view of it
-    advances. Tensors made under torch.inference_mode carry no version counter, so there nothing
-    is reused (never a stale result). Writes that bypass the counter (through `.data` or a NumPy
-    view) are not seen: PyTorch's autograd has the same blind spot. One slot for every layer: any
-    other quantization overwrites the scratch x_q, so _quantize forgets it first.
+    very same tensor object (a weak reference: a new tensor at the same address does not match),
+    with the same data pointer, shape and strides (`x.data = other` swaps the data without a
+    version change) and the same version counter, which every in-place operation on the tensor
+    or on a view of it advances. Tensors made under torch.inference_mode carry no version
+    counter, so there nothing is reused (never a stale result). In-place writes through `.data`
+    or a NumPy view bypass the counter and are not seen: PyTorch's autograd has the same blind
+    spot. One slot for every layer: any other quantization overwrites the scratch x_q, so
+    _quantize forgets it first.
     """
 
     def __init__(self) -> None:
@@ -282,18 +284,22 @@ class _LastQuantized:
 
     def forget(self) -> None:
         self._input: weakref.ref | None = None
-        self._version = -1
+        self._key: tuple = ()
         self._result: tuple[torch.Tensor, torch.Tensor, float] | None = None
+
+    @staticmethod
+    def _key_of(x: torch.Tensor) -> tuple:
+        return (x._version, x.data_ptr(), x.shape, x.stride())
 
     def find(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
         """(x_q, s_x, max|x|) if x is the tensor quantized last and is unchanged, else None."""
         if self._input is None or self._input() is not x or x.is_inference():
             return None
-        return self._result if x._version == self._version else None
+        return self._result if self._key_of(x) == self._key else None
 
     def remember(self, x: torch.Tensor, result: tuple[torch.Tensor, torch.Tensor, float]) -> None:
         if not x.is_inference():  # no version counter, nothing to prove unchanged by
-            self._input, self._version, self._result = weakref.ref(x), x._version, result
+            self._input, self._key, self._result = weakref.ref(x), self._key_of(x), result
 
 
 _LAST = _LastQuantized()
