@@ -3,8 +3,9 @@
 A quantized layer stores integer weights and per-output-channel scales as buffers and calls the
 primitives of `tutorlib.quantization` in a few lines of `forward`; `replace_linear` walks a model
 and swaps every `nn.Linear` (except the ones named in `skip`) for such a layer. `W8A8Linear`
-(Lesson 5) multiplies int8 by int8 on a weight that oneDNN prepacked once, and reuses its
-temporaries, so that a call allocates no more than nn.Linear does.
+(Lesson 5) multiplies int8 by int8 on a weight that oneDNN prepacked once, reuses its
+temporaries, so that a call allocates no more than nn.Linear does, and quantizes an input that
+several layers read (query, key, value) once, when it can prove the input unchanged.
 Left out on purpose: tensor-subclass dispatch (optimum-quanto's machinery), packed sub-8-bit
 weights, quantized convolutions and embeddings, training through quantized weights, GPUs, and
 thread safety of W8A8Linear's scratch buffers.
