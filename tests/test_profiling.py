@@ -193,22 +193,53 @@ def test_operator_times_lists_the_top_level_operators() -> None:
 # ---------------------------------------------------------------- the forward without linear work
 
 
-def test_linear_free_cap_of_a_linear_dominated_model() -> None:
-    # Two large matmuls and one ReLU: without the matmuls the forward is far faster, so the cap
-    # is well above 1; the model itself is left untouched.
+def test_linear_free_cap_times_the_model_and_a_copy_without_linear_work(monkeypatch) -> None:
+    # No timing is asserted: the timer is replaced by one that runs each callable once, counts
+    # the nn.Linear forwards it sees, and returns fixed durations. "full" must be the model
+    # itself, "rest" a copy in which no nn.Linear runs; the medians and the cap come from them.
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 512))
-    x = torch.randn(256, 512)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.randn(5, 8)
     with torch.no_grad():
         before = model(x)
-    result = linear_free_cap(model, lambda m: m(x), repeats=5)
-    assert isinstance(result, LinearFreeCap)
-    assert 0 < result.rest_ms < result.full_ms
-    assert result.cap == pytest.approx(result.full_ms / result.rest_ms)
-    assert result.cap > 2  # 2 x 256 x 512 x 1024 multiply-adds against one ReLU over zeros
+    linear_calls: dict[str, int] = {}
+
+    def fake_timer(runs, repeats, desc):
+        assert set(runs) == {"full", "rest"} and repeats == 3
+        for name, run in runs.items():
+            seen = []
+            hook = nn.modules.module.register_module_forward_hook(
+                lambda module, args, out, seen=seen: seen.append(isinstance(module, nn.Linear))
+            )
+            try:
+                run()
+            finally:
+                hook.remove()
+            linear_calls[name] = sum(seen)
+        return {"full": [0.030, 0.010, 0.020], "rest": [0.004, 0.005, 0.006]}
+
+    monkeypatch.setattr("tutorlib.profiling.time_interleaved", fake_timer)
+    result = linear_free_cap(model, lambda m: m(x), repeats=3)
+    assert linear_calls == {"full": 2, "rest": 0}
+    assert result == LinearFreeCap(full_ms=20.0, rest_ms=5.0)
+    assert result.cap == pytest.approx(4.0)
+    assert result.linear_budget_ms(2.5) == pytest.approx(20.0 / 2.5 - 5.0)
     assert all(isinstance(m, (nn.Linear, nn.ReLU, nn.Sequential)) for m in model.modules())
     with torch.no_grad():
         assert torch.equal(model(x), before)
+
+
+def test_linear_budget_is_what_the_target_leaves_the_linear_layers() -> None:
+    # The docstring's case, and the property: a forward of rest + budget ms is `speedup` times
+    # faster than full.
+    times = LinearFreeCap(full_ms=75.0, rest_ms=15.0)
+    assert times.linear_budget_ms(2.5) == pytest.approx(15.0)
+    for speedup in (1.0, 2.0, 3.7):
+        budget = times.linear_budget_ms(speedup)
+        assert times.full_ms / (times.rest_ms + budget) == pytest.approx(speedup)
+    assert times.linear_budget_ms(10.0) < 0  # beyond the cap of 5x: the rest alone is too slow
+    with pytest.raises(ValueError, match="speedup"):
+        times.linear_budget_ms(0.0)
 
 
 def test_free_linear_returns_the_same_zeros_at_every_call() -> None:
