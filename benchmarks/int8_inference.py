@@ -16,6 +16,7 @@ writes JSON and a bar chart (PNG).
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from tutorlib.benchmark import (
     use_inplace_gelu,
     write_json,
 )
+from tutorlib.int8_kernel import select_int8_kernel
 from tutorlib.machine import cpu_info
 from tutorlib.plotting import plot_int8_speedups
 from tutorlib.profiling import linear_free_cap
@@ -70,6 +72,8 @@ def run_one(args: argparse.Namespace) -> int:
     machine = cpu_info()
     print(f"[{args.allocator}] torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"malloc keeps freed memory: {kept}")  # fmt: skip
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or "the machine's own"
+    print(f"[{args.allocator}] ONEDNN_MAX_CPU_ISA: {isa}; W8A8: {select_int8_kernel().describe()}")
     model, tokenizer = load_minilm()
     drop_unused_pooler(model)  # mean-pooled embeddings never read it: every variant skips it
     use_inplace_gelu(model)  # the same numbers, one tensor less per block, for every variant
@@ -131,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         command += [str(b) for b in args.batch_sizes]
         print(f"\n--- run with allocator setting {setting!r} (a subprocess) ---", flush=True)
         subprocess.run(command, check=True)
+    # The same run on a CPU without AVX-512 BF16 or AMX: oneDNN limited to AVX-512 with VNNI.
+    vnni_path = args.out.with_name(f"{args.out.stem}_avx512_core_vnni.json")
+    command = [sys.executable, __file__, "--allocator", "default", "--out", str(vnni_path)]
+    command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    command += ["--peak-size", str(args.peak_size), "--batch-sizes"]
+    command += [str(b) for b in args.batch_sizes]
+    print("\n--- run with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (a subprocess) ---", flush=True)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+    subprocess.run(command, check=True, env=env)
     rows = {setting: read_rows(path) for setting, path in paths.items()}
     print(f"\nlatency = median of {args.repeats} interleaved forwards; ratios within each run")
     print(compare_settings(rows["default"], rows["keep"]).round(2).to_string(index=False))
@@ -142,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "met" if target.met else ("stretch, not met" if spec.stretch else "NOT met")
             print(f"  {key:18s} {spec.goal}: {target.measured:.3f} "
                   f"(need {relation} {spec.required}) {verdict}")  # fmt: skip
+    print("\nONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI, default allocator (ratios within that run):")
+    print(format_table(read_rows(vnni_path)))
     settings = {"repeats": args.repeats, "runs": {s: str(p) for s, p in paths.items()}}
     path = write_json(args.out, rows["default"], machine, peaks, settings)
     figure = plot_int8_speedups(rows["default"], machine.model_name)

@@ -385,6 +385,9 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "W4A16Linear.from_quantized": lambda tmp: {"quantized": _w4_weight(), "bias": None},
     "to_w4_layers": lambda tmp: {"quantized": {"2": _w4_weight()}},
     "save_quantized": lambda tmp: {"path": tmp / "w4.safetensors", "notes": None},
+    "int8_kernel_for": lambda tmp: {
+        "trials": __import__("tutorlib.int8_kernel").int8_kernel.trial_runs()
+    },
     "read_settings": lambda tmp: {"path": _w4_file(tmp)},
     "load_quantized": lambda tmp: {"path": _w4_file(tmp), "skeleton": small_model()},
     "search_agreement": lambda tmp: {

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from tutorlib.layers import ONEDNN_INT8, W8A8Linear, W8A16Linear, replace_linear
+from tutorlib.int8_kernel import select_int8_kernel
+from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
 from tutorlib.quantization import get_scale_and_zero_point, linear_quantize
 
 EPS32 = torch.finfo(torch.float32).eps  # 2**-23, spacing of float32 just above 1
@@ -306,7 +307,6 @@ def test_integer_matmul_is_exact_against_the_int32_reference(
     assert torch.equal(layer.integer_matmul(x_q), acc.float() * layer.scales)
 
 
-@pytest.mark.skipif(not ONEDNN_INT8, reason="this torch build has no oneDNN int8 linear")
 def test_packed_kernel_is_exact_at_the_int32_limit() -> None:
     # 133,144 products of 127 * 127 sum to 2,147,469,824, just below 2**31: the packed kernel
     # (which may add 128 to make activations unsigned and correct afterwards) must stay exact.
@@ -322,7 +322,9 @@ def test_packed_kernel_is_exact_at_the_int32_limit() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tokens", "packed"), [(3, False), (40, ONEDNN_INT8)], ids=["int_mm-path", "onednn-path"]
+    ("tokens", "packed"),
+    [(3, not select_int8_kernel().int_mm), (40, select_int8_kernel().onednn)],
+    ids=["int_mm-path", "onednn-path"],
 )
 def test_no_call_returns_an_internal_buffer(tokens: int, packed: bool) -> None:
     # forward reuses scratch buffers; what it returns must be its own: a second call (with
@@ -447,9 +449,9 @@ def _count_quantizations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     original = W8A8Linear._quantize
 
-    def counted(self, rows, name, limit):
+    def counted(self, rows, name, limit, dtype):
         calls.append(rows.shape[0])
-        return original(self, rows, name, limit)
+        return original(self, rows, name, limit, dtype)
 
     monkeypatch.setattr(W8A8Linear, "_quantize", counted)
     return calls

@@ -26,6 +26,7 @@ from tutorlib._checks import (
     check_names,
     check_tensor,
 )
+from tutorlib.int8_kernel import Int8Kernel, select_int8_kernel
 from tutorlib.quantization import (
     QuantizedTensor,
     QuantParams,
@@ -208,23 +209,12 @@ def replace_linear(
 # ---------------------------------------------------------------- W8A8Linear (Lesson 5)
 
 
-def _onednn_int8_available() -> bool:
-    """True if this torch build has oneDNN's int8 linear (x86 CPU builds since torch 2.2)."""
-    ops = torch.ops.onednn
-    return (
-        torch.backends.mkldnn.is_available()
-        and hasattr(ops, "qlinear_prepack")
-        and hasattr(ops, "qlinear_pointwise")
-    )
-
-
-# Checked once at import: forward runs thousands of times.
-ONEDNN_INT8 = _onednn_int8_available()
 # From this many multiply-adds per call (tokens x in_features x out_features) on, oneDNN's
-# prepacked kernel beat torch._int_mm on this course's machine; below, its fixed cost (~40 us a
-# call) loses. Measured in microseconds, oneDNN vs torch._int_mm: 384 -> 384 at 64 tokens
-# (9.4M) 49 vs 41; 384 -> 1536 at 18 tokens (10.6M) 55 vs 70; 1536 -> 384 at 18 tokens 47 vs
-# 46, at 32 tokens 53 vs 57. Other CPUs move the crossover.
+# prepacked kernel beat torch._int_mm on an Intel Xeon with AMX; below, its fixed cost (~40 us a
+# call) lost. Where torch._int_mm is not exact (no VNNI), oneDNN runs every call. Measured in
+# microseconds, oneDNN vs torch._int_mm: 384 -> 384 at 64 tokens (9.4M) 49 vs 41;
+# 384 -> 1536 at 18 tokens (10.6M) 55 vs 70; 1536 -> 384 at 18 tokens 47 vs 46, at 32 tokens
+# 53 vs 57. Other CPUs move the crossover.
 _ONEDNN_MIN_MACS = 10_000_000
 # From this many activations per call on, the rows' largest |x| is found as max(max x, -min x),
 # two reductions that read x, instead of |x| written to scratch and then reduced: fewer bytes
@@ -286,19 +276,27 @@ class _LastQuantized:
     def forget(self) -> None:
         self._input: weakref.ref | None = None
         self._key: tuple = ()
-        self._result: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self._result: tuple[torch.Tensor, torch.Tensor, float, int] | None = None
 
     @staticmethod
     def _key_of(x: torch.Tensor) -> tuple:
         return (x._version, x.data_ptr(), x.shape, x.stride())
 
-    def find(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
-        """(x_q, s_x, max|x|) if x is the tensor quantized last and is unchanged, else None."""
+    def find(
+        self, x: torch.Tensor, dtype: torch.dtype, q_max: int
+    ) -> tuple[torch.Tensor, torch.Tensor, float, int] | None:
+        """(x_q, s_x, max|x|, q_max) if x is the tensor quantized last, unchanged, into the same
+        encoding (dtype: int8 for torch._int_mm, uint8 for oneDNN) and grid (q_max), else None."""
         if self._input is None or self._input() is not x or x.is_inference():
             return None
-        return self._result if self._key_of(x) == self._key else None
+        if self._key_of(x) != self._key or self._result is None:
+            return None
+        x_q, _, _, result_q_max = self._result
+        return self._result if (x_q.dtype, result_q_max) == (dtype, q_max) else None
 
-    def remember(self, x: torch.Tensor, result: tuple[torch.Tensor, torch.Tensor, float]) -> None:
+    def remember(
+        self, x: torch.Tensor, result: tuple[torch.Tensor, torch.Tensor, float, int]
+    ) -> None:
         if not x.is_inference():  # no version counter, nothing to prove unchanged by
             self._input, self._key, self._result = weakref.ref(x), self._key_of(x), result
 
@@ -311,28 +309,30 @@ class W8A8Linear(nn.Module):
 
     Weights: symmetric per output channel, as W8A16Linear, s_w[o] = max_i |W[o, i]| / 127.
     Activations: symmetric per token (per row), computed on the fly at every call,
-        s_x[t] = max_i |x[t, i]| / 127,   x_q = round(x / s_x)
+        s_x[t] = max_i |x[t, i]| / q_max,   x_q = round(x / s_x),   q_max = 2**(bits - 1) - 1
     (dynamic quantization; a row of zeros gets s_x = torch.finfo(float32).eps). Then one
     integer matmul and one rescale:
         acc[t, o] = sum_i x_q[t, i] * W_q[o, i]      (int8 x int8 -> int32, exact)
         y[t, o]   = s_x[t] * (s_w[o] * acc[t, o]) + b[o]
-    acc is exact because |acc| <= in_features * 127**2 < 2**31 for in_features <= 133,144
-    (larger layers are refused).
+    |acc| <= in_features * 127**2 < 2**31 for in_features <= 133,144 (larger layers are refused).
+
+    The bit width and the kernel come from `self.kernel` (an Int8Kernel, found once per process
+    by `tutorlib.int8_kernel.select_int8_kernel`'s self-test): 8 bits (q_max 127) where the CPU
+    adds u8 x s8 products exactly (x86 VNNI or AMX), 7 bits (q_max 63) where it adds pairs of
+    them in a saturating int16 (x86 without VNNI), so acc is exact on every CPU. oneDNN reads
+    the activations as unsigned bytes u8 = x_q + 2**(bits - 1) and subtracts the zero point
+    inside (signed int8 activations would run its reference kernel on any x86 CPU without AMX).
 
     Three things make it fast and change no number. (1) The weight is *packed* once: oneDNN
     (`torch.ops.onednn.qlinear_prepack`) reorders the int8 weight into the blocked layout its
-    VNNI kernel reads (tiles of 4 consecutive input features per output channel, the operand
-    shape of the vpdpbusd instruction), and the kernel multiplies by s_w on the way out. An
-    unpacked matmul (torch._int_mm) re-lays-out the weight at every call. Below 10 million
-    multiply-adds a call (17 tokens for a 384 -> 1536 layer, 68 for 384 -> 384) oneDNN's fixed
-    cost lost on this course's machine, and torch._int_mm runs instead; both give
-    float32(acc) * s_w bit for bit. (2) Every temporary of forward (|x|, x / s_x, x_q, the
-    int32 sums) lives in a scratch buffer reused across calls, so a call allocates one new
-    output-sized tensor, its output, as nn.Linear does, and its speed does not depend on the
-    allocator's settings. (3) When a layer receives the very tensor the previous W8A8Linear
-    quantized, unchanged (same object, same version counter), its integers and scales are
-    reused: query, key and value quantize their shared input once. Tensors made under
-    torch.inference_mode have no version counter and are always quantized again.
+    kernel reads, and the kernel multiplies by s_w on the way out. Below 10 million
+    multiply-adds a call oneDNN's fixed cost loses, and torch._int_mm (signed int8, unpacked)
+    runs instead where the self-test found it exact; both give float32(acc) * s_w bit for bit.
+    (2) Every temporary of forward lives in a scratch buffer reused across calls, so a call
+    allocates one new output-sized tensor, its output, as nn.Linear does. (3) When a layer
+    receives the very tensor the previous W8A8Linear quantized, unchanged (same object, same
+    version counter), its integers and scales are reused: query, key and value quantize their
+    shared input once. Tensors made under torch.inference_mode are always quantized again.
 
     Input: any float tensor of shape (..., in_features); the math runs in float32 and the output
     has the input's dtype. NaN or inf raise ValueError (int8 has neither), and so does an input
@@ -342,8 +342,8 @@ class W8A8Linear(nn.Module):
     Buffers: int8_weight (out_features, in_features) int8; scales (out_features,) float32;
     bias (out_features,) float32 or None.
 
-    Example: x row [0.5, -1.27, 0.1] gets s_x = 0.01 and x_q = [50, -127, 10]; a weight row
-    W_q = [127, 0, -127] with s_w = 0.02 gives acc = 6350 - 1270 = 5080 and
+    Example (8 bits): x row [0.5, -1.27, 0.1] gets s_x = 0.01 and x_q = [50, -127, 10]; a weight
+    row W_q = [127, 0, -127] with s_w = 0.02 gives acc = 6350 - 1270 = 5080 and
     y = 0.01 * (0.02 * 5080) = 1.016 (in float: 0.5 * 2.54 - 0.1 * 2.54 = 1.016).
     """
 
@@ -362,7 +362,25 @@ class W8A8Linear(nn.Module):
         self.register_buffer(
             "_w_zero_points", torch.zeros(out_features, dtype=torch.int64), persistent=False
         )
+        self.kernel = select_int8_kernel()
         self._forget_layouts()
+
+    @property
+    def kernel(self) -> Int8Kernel:
+        """The integer kernel and activation bit width this layer runs (see tutorlib.int8_kernel).
+
+        Ask it which path runs and why: `layer.kernel.describe()`. Assign another Int8Kernel
+        only if this CPU runs it exactly (`trial_runs()` says which do).
+        """
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, kernel: Int8Kernel) -> None:
+        if not isinstance(kernel, Int8Kernel):
+            raise TypeError(
+                f"kernel must be an Int8Kernel (e.g. select_int8_kernel()), got {kernel!r}"
+            )
+        self._kernel = kernel
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "W8A8Linear":
@@ -378,7 +396,7 @@ class W8A8Linear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_q, x_scale = self._quantize_once(_check_input(x, self.in_features))  # int8, (tokens, 1)
+        x_q, x_scale = self._quantize_once(_check_input(x, self.in_features))  # (tokens, 1)
         y = self._integer_matmul(x_q)  # (tokens, out) float32 = s_w * acc, the new output
         y = self._rescale(y, x_scale)  # s_x * y + b, in place
         y = y.view(*x.shape[:-1], self.out_features)
@@ -388,13 +406,13 @@ class W8A8Linear(nn.Module):
     # --- versions below, which may return scratch memory) --------------------------------------
 
     def quantize_activations(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token symmetric int8: s_x = max|row| / 127, x_q = round(row / s_x).
+        """Per-token symmetric: s_x = max|row| / q_max, x_q = round(row / s_x), q_max from kernel.
 
-        The same integers as `get_scale_and_zero_point(rows, 8, symmetric=True, dim=0)` and
-        `linear_quantize` (a test checks it), with fewer passes over memory: one absmax
-        reduction, rounding in place, and no clamp (|row / s_x| <= 127 up to two float32
-        roundings, which round to 127).
-        Example: rows [[0.5, -1.27, 0.1]] -> x_q [[50, -127, 10]], s_x [[0.01]].
+        At 8 bits, the same integers as `get_scale_and_zero_point(rows, 8, symmetric=True,
+        dim=0)` and `linear_quantize` (a test checks it, and the 7-bit grid against the same
+        functions at bits=7), with fewer passes over memory: one absmax reduction, rounding in
+        place, and no clamp (|row / s_x| <= q_max up to two float32 roundings).
+        Example (8 bits): rows [[0.5, -1.27, 0.1]] -> x_q [[50, -127, 10]], s_x [[0.01]].
         Returns new tensors (x_q int8 (tokens, in_features), s_x float32 (tokens, 1)).
         """
         check_float_tensor(check_tensor(rows, "rows").detach(), "rows", allow_empty=True)
@@ -402,12 +420,14 @@ class W8A8Linear(nn.Module):
             raise ValueError(
                 f"rows must have shape (tokens, {self.in_features}), got {tuple(rows.shape)}"
             )
-        x_q, x_scale, _ = self._quantize(rows.detach(), "rows", math.inf)
+        x_q, x_scale, _, _ = self._quantize(rows.detach(), "rows", math.inf, torch.int8)
         return x_q.clone(), x_scale
 
     def integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
         """y'[t, o] = s_w[o] * sum_i x_q[t, i] W_q[o, i]: exact int32 sums, one float rounding.
 
+        x_q: signed int8 on this layer's grid, |x_q| <= kernel.q_max (larger values could
+        saturate the kernel's adder on a CPU without VNNI, so they are refused).
         Example: x_q = [[50, -127, 10]], W_q row [127, 0, -127], s_w = 0.02 -> [[101.6]].
         Returns a new (tokens, out_features) float32 tensor.
         """
@@ -417,6 +437,14 @@ class W8A8Linear(nn.Module):
                 f"x_q must be int8 of shape (tokens, {self.in_features}), "
                 f"got {x_q.dtype} {tuple(x_q.shape)}"
             )
+        q_max = self.kernel.q_max
+        if x_q.numel() and x_q.abs().max().item() > q_max:
+            raise ValueError(
+                f"x_q must lie in [-{q_max}, {q_max}], this layer's {self.kernel.activation_bits}"
+                "-bit grid (quantize_activations gives such integers)"
+            )
+        if self._uses_packed_kernel(x_q.shape[0]):
+            x_q = (x_q.short() + self.kernel.zero_point).to(torch.uint8)  # oneDNN reads u8
         return self._integer_matmul(x_q.contiguous())
 
     def rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
@@ -439,31 +467,39 @@ class W8A8Linear(nn.Module):
 
     # --- the hot path -------------------------------------------------------------------------
 
+    def _encoding(self, tokens: int) -> torch.dtype:
+        """The integers' dtype for a call: uint8 (q + zero point) for oneDNN, int8 otherwise."""
+        return torch.uint8 if self._uses_packed_kernel(tokens) else torch.int8
+
     def _quantize_once(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """_quantize, or the result for the same unchanged x from the previous layer (_LAST).
 
         The bound on the output is this layer's, so it is checked again on a reused result.
         """
         limit = torch.finfo(x.dtype).max
-        found = _LAST.find(x)
+        rows = x.detach().reshape(-1, self.in_features)  # (tokens, in_features)
+        dtype = self._encoding(rows.shape[0])
+        found = _LAST.find(x, dtype, self.kernel.q_max)
         if found is None:  # _quantize checks the bound itself
-            found = self._quantize(x.detach().reshape(-1, self.in_features), "x", limit)
+            found = self._quantize(rows, "x", limit, dtype)
             _LAST.remember(x, found)
         else:
             self._check_output_bound(found[2], "x", limit)
         return found[0], found[1]
 
     def _quantize(
-        self, rows: torch.Tensor, name: str, limit: float
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        self, rows: torch.Tensor, name: str, limit: float, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, float, int]:
         """quantize_activations without checks; x_q is a scratch view, valid until the next call.
 
-        max |row| is max(max row, -min row) on large inputs and |row| (into scratch), reduced, on
-        small ones (see _MINMAX_MIN_NUMEL; both faster here than the infinity norm); a NaN or inf
-        in a row shows in its max, so the check costs no extra pass. Also refuses inputs whose
-        output could exceed `limit` (_check_output_bound). Returns (x_q, s_x, max|rows|).
+        dtype int8 stores x_q; uint8 stores x_q + zero_point (what oneDNN reads). max |row| is
+        max(max row, -min row) on large inputs and |row| (into scratch), reduced, on small ones
+        (see _MINMAX_MIN_NUMEL); a NaN or inf in a row shows in its max, so the check costs no
+        extra pass. Also refuses inputs whose output could exceed `limit`
+        (_check_output_bound). Returns (x_q, s_x, max|rows|, q_max).
         """
         _LAST.forget()  # the scratch x_q is about to change
+        q_max = self.kernel.q_max
         rows = rows.float()  # float32 math (bf16 could round 127 up to 128); no copy if float32
         ratio = _SCRATCH.get("ratio", rows.shape, torch.float32)  # (tokens, in) float32
         if rows.numel() >= _MINMAX_MIN_NUMEL:  # (tokens, 1); NaN stays NaN in both
@@ -479,10 +515,12 @@ class W8A8Linear(nn.Module):
                 "from (e.g. an overflow in float16) or run this layer in float"
             )
         self._check_output_bound(peak, name, limit)
-        scale = abs_max.div_(_INT8_MAX).clamp_(min=_SCALE_FLOOR)  # (tokens, 1), in place
+        scale = abs_max.div_(q_max).clamp_(min=_SCALE_FLOOR)  # (tokens, 1), in place
         torch.div(rows, scale, out=ratio).round_()  # round half to even, as torch.round
-        x_q = _SCRATCH.get("x_q", rows.shape, torch.int8).copy_(ratio)  # exact: integers
-        return x_q, scale, peak
+        if dtype == torch.uint8:  # u8 = q + zero point, in [1, 255] (8 bits) or [1, 127] (7)
+            ratio.add_(self.kernel.zero_point)
+        x_q = _SCRATCH.get(f"x_q_{dtype}", rows.shape, dtype).copy_(ratio)  # exact: integers
+        return x_q, scale, peak, q_max
 
     def _check_output_bound(self, peak: float, name: str, limit: float) -> None:
         """Refuse an input whose output could exceed `limit`: |y[t, o]| <= max|x| * gain + max|b|
@@ -494,27 +532,34 @@ class W8A8Linear(nn.Module):
             )
 
     def _integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
-        """oneDNN on the packed weight from 10M multiply-adds on; torch._int_mm into scratch below.
+        """s_w * acc from uint8 (oneDNN, packed weight), int8 (torch._int_mm) or, where neither
+        kernel is exact, a float64 product of the integers (exact: |acc| < 2**31 < 2**53).
 
-        qlinear_pointwise(x_q, 1.0, 0, packed, s_w, 0, None, 1.0, 0, float32, "none", [], ""):
-        activations int8 with scale 1 and zero point 0 (s_x is applied by _rescale), weights
-        per channel with scales s_w, no bias, float32 output, no fused post-op.
+        qlinear_pointwise(u8, 1.0, zp, packed, s_w, 0, None, 1.0, 0, float32, "none", [], ""):
+        activations u8 with scale 1 and zero point zp (oneDNN computes sum (u8 - zp) * W_q),
+        weights per channel with scales s_w, no bias, float32 output, no fused post-op.
         """
-        if self._uses_packed_kernel(x_q.shape[0]):
+        if x_q.dtype == torch.uint8:
             return torch.ops.onednn.qlinear_pointwise(
-                x_q, 1.0, 0,  # activations: int8, scale 1, zero point 0
+                x_q, 1.0, self.kernel.zero_point,  # activations: u8, scale 1, zero point
                 self._packed_weight(), self.scales, self._w_zero_points,  # weights, per channel
                 None,  # bias: added by _rescale, after the per-token scale
                 1.0, 0, torch.float32,  # output: float32 (output scale and zero point unused)
                 "none", [], "",  # no fused post-op
             )  # fmt: skip
+        if not self.kernel.int_mm:  # no exact integer kernel: float64 holds every int32 sum
+            acc = x_q.double() @ self.int8_weight.double().T  # (tokens, out), exact integers
+            return torch.mul(acc.float(), self.scales)  # float32(acc) * s_w, as the kernels
         acc = _SCRATCH.get("acc", torch.Size((x_q.shape[0], self.out_features)), torch.int32)
         torch._int_mm(x_q, self._transposed_weight(), out=acc)  # (tokens, out) int32, exact
         return torch.mul(acc, self.scales)  # float32(acc) * s_w: the new output tensor
 
     def _uses_packed_kernel(self, tokens: int) -> bool:
-        """True if a call with `tokens` rows runs oneDNN's packed kernel (_ONEDNN_MIN_MACS)."""
-        return ONEDNN_INT8 and tokens * self._macs_per_token >= _ONEDNN_MIN_MACS
+        """True if a call with `tokens` rows runs oneDNN's packed kernel: always where oneDNN is
+        the only exact kernel, else from _ONEDNN_MIN_MACS multiply-adds on."""
+        if not self.kernel.onednn:
+            return False
+        return not self.kernel.int_mm or tokens * self._macs_per_token >= _ONEDNN_MIN_MACS
 
     def _rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
         """s_x * y + b in place on y (s_w * acc is already bounded by the output: no overflow)."""

@@ -183,15 +183,17 @@ def profile_w8a8_steps(linear: nn.Linear, x: torch.Tensor, repeats: int = 50) ->
     with torch.inference_mode():
         x_q, x_scale = layer.quantize_activations(rows)  # own copies: stable while timing
         y = layer.integer_matmul(x_q)
+        encoding = layer._encoding(rows.shape[0])  # what forward hands the kernel: u8 or int8
+        x_kernel = layer._quantize(rows, "x", limit, encoding)[0].clone()
         weight_t = torch.empty(linear.in_features, linear.out_features, dtype=torch.int8)
         weight_t.copy_(layer.int8_weight.t())
         runs = {
             "fp32": lambda: linear(x),
             "w8a8": whole_layer,
-            "quantize": lambda: layer._quantize(rows, "x", limit),
-            "integer_matmul": lambda: layer._integer_matmul(x_q),
+            "quantize": lambda: layer._quantize(rows, "x", limit, encoding),
+            "integer_matmul": lambda: layer._integer_matmul(x_kernel),
             "rescale": lambda: layer._rescale(y, x_scale),  # in place: y grows, time does not
-            "int_mm_unpacked": lambda: torch._int_mm(x_q, weight_t),
+            "int_mm_unpacked": lambda: torch._int_mm(x_q, weight_t),  # exact or not here
             "torch_ao": lambda: torch_ao(x),
         }
         samples = time_interleaved(runs, repeats=repeats, desc="one layer, step by step")
