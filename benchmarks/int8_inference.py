@@ -36,7 +36,7 @@ from tutorlib.benchmark import (
     use_inplace_gelu,
     write_json,
 )
-from tutorlib.int8_kernel import select_int8_kernel
+from tutorlib.int8_kernel import select_int8_kernel, survey_isas
 from tutorlib.machine import cpu_info
 from tutorlib.plotting import plot_int8_speedups
 from tutorlib.profiling import linear_free_cap
@@ -45,6 +45,7 @@ from tutorlib.timing import measure_matmul_peaks
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "int8_inference.json"
 SETTINGS = ("default", "keep")  # glibc's defaults; keep_freed_memory() applied first
+ISA_CAPS = ("AVX512_CORE_VNNI", "AVX2")  # other CPUs, emulated by capping oneDNN's ISA
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -135,15 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         command += [str(b) for b in args.batch_sizes]
         print(f"\n--- run with allocator setting {setting!r} (a subprocess) ---", flush=True)
         subprocess.run(command, check=True)
-    # The same run on a CPU without AVX-512 BF16 or AMX: oneDNN limited to AVX-512 with VNNI.
-    vnni_path = args.out.with_name(f"{args.out.stem}_avx512_core_vnni.json")
-    command = [sys.executable, __file__, "--allocator", "default", "--out", str(vnni_path)]
-    command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-    command += ["--peak-size", str(args.peak_size), "--batch-sizes"]
-    command += [str(b) for b in args.batch_sizes]
-    print("\n--- run with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (a subprocess) ---", flush=True)
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
-    subprocess.run(command, check=True, env=env)
+    # The same run with oneDNN capped at other instruction sets: AVX-512 VNNI without BF16 or
+    # AMX, and AVX2 (no VNNI: 7-bit activations). A cap above this CPU changes nothing, so a cap
+    # whose oneDNN ISA equals the default run's is reported and not run again.
+    default_isa, *capped = survey_isas(("",) + ISA_CAPS)
+    print(f"\noneDNN runs at {default_isa.onednn_isa} without a cap")
+    isa_paths = {}
+    for report in capped:
+        if report.onednn_isa == default_isa.onednn_isa:
+            same = f"oneDNN runs at {report.onednn_isa} as without a cap (above this CPU)"
+            print(f"ONEDNN_MAX_CPU_ISA={report.requested}: {same}; the default run stands for it")
+            continue
+        isa_paths[report.requested] = args.out.with_name(
+            f"{args.out.stem}_{report.requested.lower()}.json"
+        )
+        command = [sys.executable, __file__, "--allocator", "default"]
+        command += ["--out", str(isa_paths[report.requested])]
+        command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+        command += ["--peak-size", str(args.peak_size), "--batch-sizes"]
+        command += [str(b) for b in args.batch_sizes]
+        print(
+            f"\n--- run with ONEDNN_MAX_CPU_ISA={report.requested} (a subprocess) ---", flush=True
+        )
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": report.requested}
+        subprocess.run(command, check=True, env=env)
     rows = {setting: read_rows(path) for setting, path in paths.items()}
     print(f"\nlatency = median of {args.repeats} interleaved forwards; ratios within each run")
     print(compare_settings(rows["default"], rows["keep"]).round(2).to_string(index=False))
@@ -155,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "met" if target.met else ("stretch, not met" if spec.stretch else "NOT met")
             print(f"  {key:18s} {spec.goal}: {target.measured:.3f} "
                   f"(need {relation} {spec.required}) {verdict}")  # fmt: skip
-    print("\nONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI, default allocator (ratios within that run):")
-    print(format_table(read_rows(vnni_path)))
+    for isa, isa_path in isa_paths.items():
+        print(f"\nONEDNN_MAX_CPU_ISA={isa}, default allocator (ratios within that run):")
+        isa_rows = read_rows(isa_path)
+        print(format_table(isa_rows))
+        if {1, 32} <= set(args.batch_sizes):
+            for key, target in check_targets(isa_rows).items():
+                print(f"  {key:18s} {target.measured:.3f} (need >= {target.spec.required}) "
+                      f"{'met' if target.met else 'not met'}")  # fmt: skip
     settings = {"repeats": args.repeats, "runs": {s: str(p) for s, p in paths.items()}}
     path = write_json(args.out, rows["default"], machine, peaks, settings)
     figure = plot_int8_speedups(rows["default"], machine.model_name)

@@ -240,8 +240,20 @@ VALID_BY_NAME: dict[str, Callable[[], object]] = {
     "task": lambda: api("load_search_task")(),
 }
 
+
 # Per-function valid examples that differ from the table above. Values are factories of the
 # kwargs that change; `tmp` is a fresh temporary folder.
+def _isa_reports() -> list:
+    """Two hand-made reports, as survey_isas would give on a CPU without VNNI."""
+    trial, kernel, report = api("KernelTrial"), api("Int8Kernel"), api("IsaReport")
+    trials = (
+        trial("oneDNN u8, 8-bit", False, 6.1e6, "gemm:jit"),
+        trial("torch._int_mm", True, 0.0, ""),
+    )
+    seven = kernel(7, True, False, "gemm:jit", "int16 pairs saturate")
+    return [report("", "Intel AVX2", trials, seven), report("AVX2", "Intel AVX2", trials, seven)]
+
+
 OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "growth_exponent": lambda tmp: {
         "lengths": [10, 100, 1000],
@@ -252,8 +264,12 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "W8A16Linear.forward": lambda tmp: {"x": seeded(3, 8)},
     "W8A8Linear.forward": lambda tmp: {"x": seeded(3, 8)},
     "W8A8Linear.rescale": lambda tmp: {"y": seeded(3, 4), "x_scale": torch.full((3, 1), 0.01)},
+    "survey_isas": lambda tmp: {"isas": ("",)},
+    "survey_table": lambda tmp: {
+        "reports": _isa_reports()
+    },  # one subprocess (~3 s), the machine's own ISA
     "W8A8Linear.integer_matmul": lambda tmp: {
-        "x_q": torch.randint(-127, 128, (3, 8), dtype=torch.int8),
+        "x_q": torch.randint(-63, 64, (3, 8), dtype=torch.int8),  # on the 7- and 8-bit grids
     },
     "find_row": lambda tmp: {"rows": benchmark_rows(), "batch_size": 32},
     "drop_unused_pooler": lambda tmp: {"model": _tiny_bert()},
@@ -412,7 +428,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     },
     "exercises.lesson5.quantize_per_token": lambda tmp: {"x": seeded(3, 8)},
     "exercises.lesson5.int8_matmul": lambda tmp: {
-        "x_q": torch.randint(-127, 128, (3, 8), dtype=torch.int8),
+        "x_q": torch.randint(-63, 64, (3, 8), dtype=torch.int8),  # on the 7- and 8-bit grids
         "w_q": torch.randint(-127, 128, (4, 8), dtype=torch.int8),
     },
     "exercises.lesson5.w8a8_rescale": lambda tmp: {

@@ -66,7 +66,7 @@ def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
     assert isinstance(steps, LayerSteps)
     times = dataclasses.asdict(steps)
     assert set(times) == {
-        "fp32", "w8a8", "quantize", "integer_matmul", "rescale", "int_mm_unpacked", "torch_ao",
+        "fp32", "w8a8", "quantize", "integer_matmul", "rescale", "torch_ao",
     }  # fmt: skip
     assert all(math.isfinite(t) and t > 0 for t in times.values())
 

@@ -305,9 +305,10 @@ class TargetSpec:
 
 
 # The acceptance targets of benchmarks/README.md, for tutorlib W8A8 at batch 32 (large) and
-# batch 1 (small); a ratio "X over Y" is Y's latency / X's latency, from one interleaved run.
+# batch 1 (small); a ratio "X over Y" is Y's latency / X's latency, from one interleaved run,
+# so above 1 means X is faster.
 TARGETS: tuple[TargetSpec, ...] = (
-    TargetSpec("over_fp32", "batch 32: speedup over FP32", 2.5),
+    TargetSpec("over_fp32", "batch 32: speedup over FP32", 2.0),
     TargetSpec("over_ao", "batch 32: speedup over torch.ao dynamic", 1.0),
     TargetSpec(
         "over_ao_allocator",
@@ -315,10 +316,9 @@ TARGETS: tuple[TargetSpec, ...] = (
         1.0,
         setting="allocator",
     ),
-    TargetSpec("over_bf16", "batch 32: faster than BF16", 1.0, strict=True),
-    TargetSpec("small_over_fp32", "batch 1: speedup over FP32", 1.3),
+    TargetSpec("small_over_fp32", "batch 1: speedup over FP32", 1.0),
     TargetSpec("min_cosine", "min cosine of the embeddings to FP32", 0.995),
-    TargetSpec("stretch_over_fp32", "batch 32: speedup over FP32 (stretch)", 4.0, stretch=True),
+    TargetSpec("over_bf16", "batch 32: speedup over BF16 (stretch)", 1.0, stretch=True),
 )
 
 
@@ -349,7 +349,7 @@ def check_targets(
     `rows` come from a default process; `rows_with_setting` (optional) from a process that
     applied the allocator setting first. Targets whose setting was not measured are left out.
     Example: W8A8 at 25 ms and FP32 at 100 ms at batch 32 give targets["over_fp32"].measured
-    = 4.0, met (>= 2.5).
+    = 4.0, met (>= 2.0).
     """
     measured = {"default": _check_rows(rows)}
     if rows_with_setting is not None:
@@ -369,7 +369,6 @@ def check_targets(
         "over_bf16": lambda: over("BF16"),
         "small_over_fp32": lambda: over("FP32", batch=small_batch),
         "min_cosine": lambda: ours.min_cosine,
-        "stretch_over_fp32": lambda: over("FP32"),
     }
     return {
         spec.key: Target(spec, values[spec.key]()) for spec in TARGETS if spec.setting in measured

@@ -20,12 +20,15 @@ each checked the same way), GPUs, and choosing between kernels by speed.
 """
 
 import functools
+import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 
 __all__ = [
@@ -35,6 +38,9 @@ __all__ = [
     "trial_runs",
     "select_int8_kernel",
     "int8_kernel_for",
+    "IsaReport",
+    "survey_isas",
+    "survey_table",
 ]
 
 # The self-test's shape: big enough that oneDNN picks the kernel it uses for the course's
@@ -98,16 +104,8 @@ class KernelTrial:
         return self.implementation.startswith("ref")
 
 
-def onednn_implementations(run: Callable[[], object]) -> tuple[object, list[str]]:
-    """Call run() with oneDNN's verbose log on; return its result and the implementations it ran.
-
-    The log goes to file descriptor 1, which is redirected to a temporary file for the call (so
-    nothing reaches a notebook's output). Each 'onednn_verbose,...,exec,cpu,<primitive>,<impl>,'
-    line names one execution. Example: a u8 x s8 qlinear_pointwise on an AVX-512 VNNI CPU gives
-    ['brg_matmul:avx512_core_vnni'].
-    """
-    if not callable(run):
-        raise TypeError(f"run must be callable with no arguments, got {type(run).__name__}")
+def _verbose_lines(run: Callable[[], object]) -> tuple[object, list[str]]:
+    """run() with ONEDNN_VERBOSE on and fd 1 captured; its result and every log line."""
     with tempfile.TemporaryFile() as log:
         sys.stdout.flush()
         saved = os.dup(1)
@@ -120,9 +118,31 @@ def onednn_implementations(run: Callable[[], object]) -> tuple[object, list[str]
             os.dup2(saved, 1)
             os.close(saved)
         log.seek(0)
-        lines = log.read().decode(errors="replace").splitlines()
+        return result, log.read().decode(errors="replace").splitlines()
+
+
+def onednn_implementations(run: Callable[[], object]) -> tuple[object, list[str]]:
+    """Call run() with oneDNN's verbose log on; return its result and the implementations it ran.
+
+    The log goes to file descriptor 1, which is redirected to a temporary file for the call (so
+    nothing reaches a notebook's output). Each 'onednn_verbose,...,exec,cpu,<primitive>,<impl>,'
+    line names one execution. Example: a u8 x s8 qlinear_pointwise on an AVX-512 VNNI CPU gives
+    ['brg_matmul:avx512_core_vnni'].
+    """
+    if not callable(run):
+        raise TypeError(f"run must be callable with no arguments, got {type(run).__name__}")
+    result, lines = _verbose_lines(run)
     fields = [line.split(",") for line in lines if line.startswith("onednn_verbose")]
     return result, [f[6] for f in fields if len(f) > 6 and "exec" in f[2:4]]
+
+
+def _isa_from_log(lines: list[str]) -> str:
+    """The instruction set oneDNN runs at, from its verbose header ('...,cpu,isa:Intel AVX2')."""
+    for line in lines:
+        _, found, isa = line.partition(",cpu,isa:")
+        if found:
+            return isa.strip()
+    return ""
 
 
 def _saturating_operands(q_max: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,3 +251,87 @@ def select_int8_kernel() -> Int8Kernel:
     AMD EPYC with AVX-512 VNNI, 8-bit activations on oneDNN ('brg_matmul:avx512_core_vnni').
     """
     return int8_kernel_for(trial_runs())
+
+
+@dataclass(frozen=True)
+class IsaReport:
+    """What one instruction-set cap gives: oneDNN's ISA, each trial's verdict, the choice.
+
+    requested: the ONEDNN_MAX_CPU_ISA value ('' for none: the machine's own instructions).
+    onednn_isa: the instruction set oneDNN reports it runs at, e.g. 'Intel AVX2'; a cap above
+    the CPU's own instructions changes nothing, so two requests can report the same ISA.
+    """
+
+    requested: str
+    onednn_isa: str
+    trials: tuple[KernelTrial, ...]
+    kernel: Int8Kernel
+
+
+def _report_here() -> dict:
+    """This process's self-test as JSON-ready data (what `survey_isas` reads from a subprocess)."""
+    # oneDNN prints its header (with the ISA) once, at the first verbose call: make it this one
+    _, lines = _verbose_lines(lambda: _onednn_product(64)(*_saturating_operands(63)))
+    trials = trial_runs()
+    return {
+        "onednn_isa": _isa_from_log(lines),
+        "trials": [vars(trial) for trial in trials],
+        "kernel": vars(int8_kernel_for(trials)),
+    }
+
+
+def survey_isas(
+    isas: tuple[str, ...] = ("", "AVX512_CORE_VNNI", "AVX512_CORE", "AVX2"),
+) -> list[IsaReport]:
+    """The self-test run once per instruction-set cap, each in a fresh Python process.
+
+    oneDNN reads ONEDNN_MAX_CPU_ISA once, when it starts, so a cap needs a process of its own
+    (about 3 s each, most of it importing torch). A cap can only take instructions away: on a
+    CPU without VNNI, 'AVX512_CORE_VNNI' runs what the CPU has, and `onednn_isa` says so.
+    Example, on an AMD EPYC with AVX2 only: every request reports 'Intel AVX2', 8-bit u8 is
+    inexact (int16 saturation), 7-bit u8 exact, and the layer runs 7-bit activations.
+    """
+    if not isinstance(isas, tuple | list) or not all(isinstance(isa, str) for isa in isas):
+        raise TypeError(f"isas must be a tuple of ONEDNN_MAX_CPU_ISA names, got {isas!r}")
+    reports = []
+    for isa in isas:
+        env = {key: value for key, value in os.environ.items() if key != "ONEDNN_VERBOSE"}
+        env.update({"ONEDNN_MAX_CPU_ISA": isa} if isa else {})
+        done = subprocess.run(
+            [sys.executable, "-m", "tutorlib.int8_kernel"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ValueError(f"the self-test failed under ONEDNN_MAX_CPU_ISA={isa!r}: "
+                             f"{done.stderr.strip()[-500:]}")  # fmt: skip
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+        trials = tuple(KernelTrial(**trial) for trial in data["trials"])
+        reports.append(IsaReport(isa, data["onednn_isa"], trials, Int8Kernel(**data["kernel"])))
+    return reports
+
+
+def survey_table(reports: list[IsaReport]) -> pd.DataFrame:
+    """One row per cap: oneDNN's ISA, each trial's verdict ('exact' or its max error, and the
+    implementation), and the activation bits the layer chose there.
+
+    Example row: 'AVX2' | 'Intel AVX2' | 'off by 6,144,576 (gemm:jit)' | 'exact (gemm:jit)' |
+    ... | 7.
+    """
+    if not isinstance(reports, list | tuple) or not all(isinstance(r, IsaReport) for r in reports):
+        raise TypeError(f"reports must be a list of IsaReport (survey_isas()), got {reports!r:.80}")
+
+    def verdict(trial: KernelTrial) -> str:
+        found = "exact" if trial.exact else f"off by {trial.max_error:,.0f}"
+        return f"{found} ({trial.implementation})" if trial.implementation else found
+
+    rows = [
+        {"ONEDNN_MAX_CPU_ISA": r.requested or "(none)", "oneDNN runs": r.onednn_isa}
+        | {trial.name: verdict(trial) for trial in r.trials}
+        | {"layer's activation bits": r.kernel.activation_bits}
+        for r in reports
+    ]
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":  # one report as JSON, for survey_isas's subprocesses
+    print(json.dumps(_report_here()))

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm  # the console bar: tqdm.auto would need ipywidgets in Jupyter
 
 from tutorlib._checks import check_int, check_real
+from tutorlib.int8_kernel import select_int8_kernel
 
 __all__ = [
     "time_interleaved",
@@ -88,39 +89,83 @@ def ops_per_second(m: int, k: int, n: int, seconds: float) -> float:
 
 @dataclass(frozen=True)
 class MatmulPeaks:
-    """Operations per second of a large square matmul in int8 (int32 sums), fp32 and bf16."""
+    """Best measured operations per second of a large square matmul: int8 (int32 sums, with the
+    integer kernel W8A8Linear uses here, named in `int8_kernel`), fp32 and bf16."""
 
     size: int
     int8_ops_per_s: float
     fp32_ops_per_s: float
     bf16_ops_per_s: float
+    int8_kernel: str = "torch._int_mm"
 
 
-def measure_matmul_peaks(size: int = 2048, repeats: int = 10, seed: int = 0) -> MatmulPeaks:
-    """This machine's peaks: `torch._int_mm` and `torch.mm` on (size, size) @ (size, size).
+def _int8_product(a: torch.Tensor, b: torch.Tensor) -> tuple[Callable[[], object], str]:
+    """The int8 product W8A8Linear runs on this CPU (tutorlib.int8_kernel's self-test), as a
+    call on (size, size) operands with |a| <= q_max, and its name: oneDNN's prepacked kernel
+    with u8 activations where it is exact, else torch._int_mm (the int8 peak a layer can reach).
+    """
+    kernel = select_int8_kernel()
+    a = a.clamp(-kernel.q_max, kernel.q_max)
+    if not kernel.onednn:
+        return (lambda: torch._int_mm(a, b)), "torch._int_mm"
+    packed = torch.ops.onednn.qlinear_prepack(b.t().contiguous(), None)  # weight (out, in)
+    u8 = (a.short() + kernel.zero_point).to(torch.uint8)
+    ones, zeros = torch.ones(b.shape[1]), torch.zeros(b.shape[1], dtype=torch.int64)
+    args = (1.0, 0, torch.float32, "none", [], "")  # output scale, zero point, dtype, no post-op
 
-    The inputs are random (seeded) and contiguous, the layout W8A8Linear gives _int_mm. A peak
-    is the best the machine can do, and other programs can only slow a call down, so each
-    peak comes from the fastest of `repeats` interleaved calls (after one warm-up each).
+    def run() -> object:
+        return torch.ops.onednn.qlinear_pointwise(
+            u8, 1.0, kernel.zero_point, packed, ones, zeros, None, *args
+        )
+
+    return run, f"oneDNN u8, {kernel.activation_bits}-bit ({kernel.onednn_impl})"
+
+
+def _best_seconds(runs: Mapping[str, Callable[[], object]], repeats: int, budget_s: float) -> dict:
+    """Fastest call of each run: one warm-up, then interleaved rounds until `repeats` calls or
+    until the run's own timed calls exceed `budget_s` seconds (at least one timed call each)."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()
+    for _ in range(repeats):
+        for name, run in runs.items():
+            if samples[name] and sum(samples[name]) >= budget_s:
+                continue  # a slow unit (bf16 without bf16 instructions) stops early
+            start = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - start)
+    return {name: min(times) for name, times in samples.items()}
+
+
+def measure_matmul_peaks(
+    size: int = 2048, repeats: int = 10, seed: int = 0, budget_s: float = 3.0
+) -> MatmulPeaks:
+    """This machine's best rates on (size, size) @ (size, size): int8, fp32 and bf16.
+
+    int8 runs the integer kernel W8A8Linear uses on this CPU (oneDNN's prepacked u8 x s8
+    matmul, at 7 or 8 activation bits, or torch._int_mm; see tutorlib.int8_kernel): the rate
+    an int8 layer here can reach, not that of a kernel it never calls. fp32 and bf16 run
+    torch.mm. The inputs are random (seeded). Other programs can only slow a call down, so each
+    rate comes from the fastest of up to `repeats` interleaved calls; a product whose calls take
+    more than `budget_s` seconds together stops early (on a CPU without bf16 instructions one
+    bf16 call of size 2048 takes over ten seconds). Rates count 2 * size**3 operations.
     """
     check_int(size, "size", minimum=1)
     check_int(repeats, "repeats", minimum=1)
     check_int(seed, "seed", minimum=0)
+    check_real(budget_s, "budget_s", 0.0, strict_minimum=True)
     generator = torch.Generator().manual_seed(seed)
     a, b = torch.randn(2, size, size, generator=generator)
     a_int8, b_int8 = torch.randint(
         -127, 128, (2, size, size), generator=generator, dtype=torch.int8
     )
     a_bf16, b_bf16 = a.bfloat16(), b.bfloat16()
-    samples = time_interleaved(
-        {
-            "int8": lambda: torch._int_mm(a_int8, b_int8),
-            "fp32": lambda: torch.mm(a, b),
-            "bf16": lambda: torch.mm(a_bf16, b_bf16),
-        },
-        repeats=repeats,
-        warmup=1,
-        desc="matmul peaks",
-    )
-    peak = {name: ops_per_second(size, size, size, min(s)) for name, s in samples.items()}
-    return MatmulPeaks(size, peak["int8"], peak["fp32"], peak["bf16"])
+    int8_run, int8_name = _int8_product(a_int8, b_int8)
+    runs = {
+        "int8": int8_run,
+        "fp32": lambda: torch.mm(a, b),
+        "bf16": lambda: torch.mm(a_bf16, b_bf16),
+    }
+    best = _best_seconds(runs, repeats, budget_s)
+    peak = {name: ops_per_second(size, size, size, seconds) for name, seconds in best.items()}
+    return MatmulPeaks(size, peak["int8"], peak["fp32"], peak["bf16"], int8_name)
