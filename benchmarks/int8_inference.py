@@ -24,24 +24,23 @@ from pathlib import Path
 
 import torch
 
-from tutorlib.allocator import keep_freed_memory
-from tutorlib.benchmark import (
-    build_variants,
-    check_targets,
+from tutorlib.layers.int8_kernel import select_int8_kernel, survey_isas
+from tutorlib.models.minilm import load_minilm
+from tutorlib.models.search_task import load_search_task, search_sentences
+from tutorlib.perf.allocator import keep_freed_memory
+from tutorlib.perf.amdahl import linear_free_cap
+from tutorlib.perf.benchmark import (
     compare_settings,
-    drop_unused_pooler,
     format_table,
     read_rows,
     run_benchmark,
-    use_inplace_gelu,
     write_json,
 )
-from tutorlib.int8_kernel import select_int8_kernel, survey_isas
-from tutorlib.machine import cpu_info
+from tutorlib.perf.machine import cpu_info
+from tutorlib.perf.targets import check_targets
+from tutorlib.perf.timing import measure_matmul_peaks
+from tutorlib.perf.variants import build_variants, drop_unused_pooler, use_inplace_gelu
 from tutorlib.plotting import plot_int8_speedups
-from tutorlib.profiling import linear_free_cap
-from tutorlib.search import load_minilm, load_search_task, search_sentences
-from tutorlib.timing import measure_matmul_peaks
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "int8_inference.json"
 SETTINGS = ("default", "keep")  # glibc's defaults; keep_freed_memory() applied first

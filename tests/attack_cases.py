@@ -402,7 +402,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "to_w4_layers": lambda tmp: {"quantized": {"2": _w4_weight()}},
     "save_quantized": lambda tmp: {"path": tmp / "w4.safetensors", "notes": None},
     "int8_kernel_for": lambda tmp: {
-        "trials": __import__("tutorlib.int8_kernel").int8_kernel.trial_runs()
+        "trials": __import__("tutorlib.layers.int8_kernel").layers.int8_kernel.trial_runs()
     },
     "read_settings": lambda tmp: {"path": _w4_file(tmp)},
     "load_quantized": lambda tmp: {"path": _w4_file(tmp), "skeleton": small_model()},

@@ -13,9 +13,11 @@ import sys
 import torch
 from torch import nn
 
-from tutorlib.int8_kernel import onednn_implementations, select_int8_kernel, trial_runs
-from tutorlib.layers import W8A8Linear, replace_linear
-from tutorlib.search import load_minilm, load_search_task, search_sentences
+from tutorlib.layers.int8_kernel import onednn_implementations, select_int8_kernel, trial_runs
+from tutorlib.layers.replace import replace_linear
+from tutorlib.layers.w8a8 import W8A8Linear
+from tutorlib.models.minilm import load_minilm
+from tutorlib.models.search_task import load_search_task, search_sentences
 
 
 def exact_error(layer: W8A8Linear, x: torch.Tensor) -> float:

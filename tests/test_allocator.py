@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorlib.allocator import keep_freed_memory
+from tutorlib.perf.allocator import keep_freed_memory
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="glibc's mallopt is Linux-only")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from tutorlib.architectures import (
+from tutorlib.models.architectures import (
     build_architecture,
     chelsea_pixel_values,
     load_pretrained,

@@ -12,27 +12,21 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from tutorlib.benchmark import (
-    TARGETS,
+from tutorlib.models.minilm import load_minilm
+from tutorlib.models.size import model_size_bytes
+from tutorlib.perf.benchmark import (
     BenchmarkRow,
-    Target,
-    TargetSpec,
-    amdahl_cap,
-    build_variants,
-    check_targets,
     compare_settings,
-    drop_unused_pooler,
     find_row,
     format_table,
     read_rows,
     run_benchmark,
-    use_inplace_gelu,
     write_json,
 )
-from tutorlib.machine import CpuInfo
-from tutorlib.memory import model_size_bytes
-from tutorlib.search import load_minilm
-from tutorlib.timing import MatmulPeaks
+from tutorlib.perf.machine import CpuInfo
+from tutorlib.perf.targets import TARGETS, Target, TargetSpec, amdahl_cap, check_targets
+from tutorlib.perf.timing import MatmulPeaks
+from tutorlib.perf.variants import build_variants, drop_unused_pooler, use_inplace_gelu
 
 
 def _row(variant: str, batch_size: int, ms: float, cosine: float = 0.999) -> BenchmarkRow:

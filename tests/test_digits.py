@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tutorlib.digits import (
+from tutorlib.models.digits import (
     SimpleCNN,
     load_digits_split,
     load_simple_cnn,
@@ -69,7 +69,7 @@ def test_shipped_weights_reproduce_their_recorded_accuracy() -> None:
 
 
 def test_corrupted_weights_are_refused(monkeypatch, tmp_path: Path) -> None:
-    import tutorlib.digits as digits
+    import tutorlib.models.digits as digits
 
     broken = tmp_path / "simple_cnn.safetensors"
     broken.write_bytes(b"not the weights")
@@ -90,8 +90,8 @@ def test_tampered_weights_with_a_matching_record_are_refused(monkeypatch, tmp_pa
 
     from safetensors.torch import load_file, save_file
 
-    import tutorlib.digits as digits
-    from tutorlib.integrity import sha256_of
+    import tutorlib.models.digits as digits
+    from tutorlib.models.integrity import sha256_of
 
     weights = load_file(digits.data_file("simple_cnn.safetensors"))
     weights["classifier.weight"][0, 0] = 1.4e38  # one tampered weight

@@ -12,30 +12,34 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutorlib.downcast import (
+from tutorlib.formats.dot_products import (
     ACCUMULATE_MODES,
     DOT_DTYPES,
     SEQUENTIAL_MAX_N,
     Stall,
     compare_with_rounding_once,
-    condition_number,
-    deterministic_bound,
     dot,
     find_stall,
-    first_overflow_length,
+    linear_outputs_not_rounded_once,
+    pairwise_sum,
+    sequential_partial_sums,
+    split_error,
+)
+from tutorlib.formats.error_bounds import (
+    condition_number,
+    deterministic_bound,
     gamma,
+    probabilistic_bound,
+    unit_roundoff,
+)
+from tutorlib.formats.error_growth import (
+    first_overflow_length,
     growth_exponent,
     growth_exponent_table,
-    linear_outputs_not_rounded_once,
     median_error_table,
-    pairwise_sum,
-    probabilistic_bound,
     run_experiment,
-    sequential_partial_sums,
     signed_errors_of_draws,
-    split_error,
     sums_rounded_once,
-    unit_roundoff,
 )
 
 DTYPE_IDS = ["float32", "float16", "bfloat16"]

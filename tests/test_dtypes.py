@@ -9,20 +9,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutorlib.dtypes import (
-    FLOAT_DTYPES,
+from tutorlib.formats.dtypes import (
     bits_per_number,
     bytes_for_parameters,
+    float_bits_table,
+    float_facts_table,
+    int_facts_table,
+    overflow_underflow_table,
+)
+from tutorlib.formats.float_bits import (
+    FLOAT_DTYPES,
     decode_fields,
     exponent_and_mantissa_bits,
     exponent_bias,
     float_bits,
-    float_bits_table,
-    float_facts_table,
     has_infinities,
     ieee_max,
-    int_facts_table,
-    overflow_underflow_table,
     round_to_dtype,
     smallest_subnormal,
     spacing,

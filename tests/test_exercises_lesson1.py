@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from tutorlib.dtypes import decode_fields, float_bits
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson1 import (
     DECODED_BFLOAT16,
@@ -12,6 +11,7 @@ from tutorlib.exercises.lesson1 import (
     integer_range,
     parameter_bytes,
 )
+from tutorlib.formats.float_bits import decode_fields, float_bits
 
 
 @pytest.mark.parametrize(

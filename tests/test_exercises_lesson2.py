@@ -5,8 +5,6 @@ import math
 import pytest
 import torch
 
-from tutorlib.downcast import pairwise_sum as tutorlib_pairwise_sum
-from tutorlib.downcast import unit_roundoff as tutorlib_unit_roundoff
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson2 import (
     ONES_STALL,
@@ -18,6 +16,8 @@ from tutorlib.exercises.lesson2 import (
     pairwise_sum,
     unit_roundoff,
 )
+from tutorlib.formats.dot_products import pairwise_sum as tutorlib_pairwise_sum
+from tutorlib.formats.error_bounds import unit_roundoff as tutorlib_unit_roundoff
 
 
 def test_running_sum_of_ones_stalls_where_the_answer_says():

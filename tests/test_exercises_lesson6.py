@@ -5,9 +5,9 @@ import torch
 
 from tutorlib.exercises import EXERCISES, check
 from tutorlib.exercises.lesson6 import LAYER_BYTES, bits_per_weight, gptq_step
-from tutorlib.gptq import spread_column_error
-from tutorlib.w4_layers import W4A16Linear
-from tutorlib.w4_layers import bits_per_weight as tutorlib_bits_per_weight
+from tutorlib.layers.w4a16 import W4A16Linear
+from tutorlib.models.weight_bits import bits_per_weight as tutorlib_bits_per_weight
+from tutorlib.quant.gptq import spread_column_error
 
 
 def test_every_solution_passes_its_own_check():

@@ -6,23 +6,19 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.gptq import (
+from tutorlib.layers.calibrated import quantize_linear_weights
+from tutorlib.models.calibration import load_calibration_sentences
+from tutorlib.models.search_task import load_search_task, search_sentences
+from tutorlib.quant.affine import linear_dequantize, linear_quantize
+from tutorlib.quant.gptq import (
     gptq_quantize,
     hessian,
     inverse_hessian_cholesky,
-    load_calibration_sentences,
     output_error,
-    quantize_linear_weights,
-    rtn_quantize,
     spread_column_error,
 )
-from tutorlib.quantization import (
-    QuantParams,
-    get_scale_and_zero_point,
-    linear_dequantize,
-    linear_quantize,
-)
-from tutorlib.search import load_search_task, search_sentences
+from tutorlib.quant.params import QuantParams, get_scale_and_zero_point
+from tutorlib.quant.rtn import rtn_quantize
 
 
 def seeded(*shape, seed=0):

@@ -4,7 +4,7 @@ self-test's verdicts on this machine. Other instruction sets: tests/test_int8_ke
 import pytest
 import torch
 
-from tutorlib.int8_kernel import (
+from tutorlib.layers.int8_kernel import (
     Int8Kernel,
     KernelTrial,
     _isa_from_log,
@@ -14,7 +14,7 @@ from tutorlib.int8_kernel import (
     survey_isas,
     trial_runs,
 )
-from tutorlib.machine import cpu_info
+from tutorlib.perf.machine import cpu_info
 
 
 def _trials(u8: bool, u7: bool, s8_impl: str, int_mm: bool, impl: str = "brg_matmul:x"):
@@ -98,7 +98,7 @@ def test_7_bit_activations_cost_about_one_bit_of_accuracy() -> None:
     # stays small.
     from torch import nn
 
-    from tutorlib.layers import W8A8Linear
+    from tutorlib.layers.w8a8 import W8A8Linear
 
     torch.manual_seed(0)
     linear = nn.Linear(384, 384)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorlib.machine import cpu_info
+from tutorlib.perf.machine import cpu_info
 
 PROBE = Path(__file__).resolve().parent / "isa_probe.py"
 INFO = cpu_info()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorlib.integrity import read_verified, sha256_of, verify_sha256
+from tutorlib.models.integrity import read_verified, sha256_of, verify_sha256
 
 # SHA-256 of the empty string and of b"abc": the test vectors of FIPS 180-2, appendix B.1.
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.layers import W8A16Linear, replace_linear
-from tutorlib.memory import model_size_bytes
-from tutorlib.references import quantize_with_quanto
+from tutorlib.layers.replace import replace_linear
+from tutorlib.layers.w8a16 import W8A16Linear
+from tutorlib.models.size import model_size_bytes
+from tutorlib.perf.baselines import quantize_with_quanto
 
 
 def _linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:

@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from tutorlib.int8_kernel import Int8Kernel, select_int8_kernel, trial_runs
-from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
-from tutorlib.quantization import get_scale_and_zero_point, linear_quantize
+from tutorlib.layers.int8_kernel import Int8Kernel, select_int8_kernel, trial_runs
+from tutorlib.layers.replace import replace_linear
+from tutorlib.layers.w8a8 import W8A8Linear
+from tutorlib.layers.w8a16 import W8A16Linear
+from tutorlib.quant.affine import linear_quantize
+from tutorlib.quant.params import get_scale_and_zero_point
 
 EPS32 = torch.finfo(torch.float32).eps  # 2**-23, spacing of float32 just above 1
 # The activation grid the layer runs on this CPU: 8 bits (q_max 127) where u8 x s8 sums are

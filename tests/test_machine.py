@@ -2,7 +2,7 @@
 
 import pytest
 
-from tutorlib.machine import INT8_FLAGS, CpuInfo, parse_cpuinfo
+from tutorlib.perf.machine import INT8_FLAGS, CpuInfo, parse_cpuinfo
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from optimum.quanto import freeze, qint4, qint8, quantize
 from torch import nn
 
-from tutorlib.architectures import build_architecture
-from tutorlib.memory import model_size_bytes, size_breakdown
+from tutorlib.models.architectures import build_architecture
+from tutorlib.models.size import model_size_bytes, size_breakdown
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from tutorlib.dtypes import smallest_subnormal, spacing
+from tutorlib.formats.float_bits import smallest_subnormal, spacing
 from tutorlib.plotting import plot_bit_layouts, plot_spacing
 from tutorlib.plotting.lesson1 import ZOOM_MAGNITUDES
 

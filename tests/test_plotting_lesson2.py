@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tutorlib.downcast import (
-    deterministic_bound,
-    run_experiment,
-    sequential_partial_sums,
-    unit_roundoff,
-)
+from tutorlib.formats.dot_products import sequential_partial_sums
+from tutorlib.formats.error_bounds import deterministic_bound, unit_roundoff
+from tutorlib.formats.error_growth import run_experiment
 from tutorlib.plotting import plot_error_vs_length, plot_running_sum
 
 

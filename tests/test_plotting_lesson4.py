@@ -12,7 +12,8 @@ from tutorlib.plotting import (
     plot_sqnr_vs_bits,
     plot_weight_histogram_with_grid,
 )
-from tutorlib.quantization import clipping_sweep, get_scale_and_zero_point
+from tutorlib.quant.clipping import clipping_sweep
+from tutorlib.quant.params import get_scale_and_zero_point
 
 
 def test_histogram_draws_one_line_per_grid_level():

@@ -3,14 +3,14 @@
 import matplotlib.pyplot as plt
 import pytest
 
-from tutorlib.benchmark import BenchmarkRow
+from tutorlib.perf.activations import ActivationStats
+from tutorlib.perf.benchmark import BenchmarkRow
 from tutorlib.plotting import (
     plot_accuracy_vs_speed,
     plot_activation_sqnr,
     plot_int8_speedups,
     plot_time_breakdown,
 )
-from tutorlib.profiling import ActivationStats
 
 
 def _row(variant: str, batch_size: int, ms: float, linear_ms: float, cosine: float) -> BenchmarkRow:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.digits import SimpleCNN, load_digits_split, load_simple_cnn
-from tutorlib.precision import (
+from tutorlib.models.digits import SimpleCNN, load_digits_split, load_simple_cnn
+from tutorlib.models.precision import (
     MODEL_DTYPES,
     PrecisionReport,
     accuracy,

@@ -10,24 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tutorlib.layers import W8A8Linear
-from tutorlib.profiling import (
+from tutorlib.layers.w8a8 import W8A8Linear
+from tutorlib.perf.activations import (
     ActivationStats,
-    LayerSteps,
-    LinearFreeCap,
-    _FreeLinear,
     activation_stats,
     activation_table,
-    amdahl_speedup,
     bert_layer_label,
+)
+from tutorlib.perf.amdahl import LinearFreeCap, _FreeLinear, amdahl_speedup, linear_free_cap
+from tutorlib.perf.hooks import (
     capture_linear_inputs,
     is_linear_layer,
     large_allocations,
-    linear_free_cap,
     operator_times,
     profile_linear_layers,
-    profile_w8a8_steps,
 )
+from tutorlib.perf.layer_steps import LayerSteps, profile_w8a8_steps
 
 
 @pytest.mark.parametrize(
@@ -218,7 +216,7 @@ def test_linear_free_cap_times_the_model_and_a_copy_without_linear_work(monkeypa
             linear_calls[name] = sum(seen)
         return {"full": [0.030, 0.010, 0.020], "rest": [0.004, 0.005, 0.006]}
 
-    monkeypatch.setattr("tutorlib.profiling.time_interleaved", fake_timer)
+    monkeypatch.setattr("tutorlib.perf.amdahl.time_interleaved", fake_timer)
     result = linear_free_cap(model, lambda m: m(x), repeats=3)
     assert linear_calls == {"full": 2, "rest": 0}
     assert result == LinearFreeCap(full_ms=20.0, rest_ms=5.0)

@@ -14,31 +14,29 @@ from optimum.quanto import freeze, qint8, quantize
 from torch import nn
 from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
-from tutorlib.quantization import (
-    SUPPORTED_BITS,
+from tutorlib.quant.affine import (
     QuantizedTensor,
-    QuantParams,
-    best_clipping,
-    clipped_fake_quantize,
-    clipping_sweep,
-    compare_forms,
-    db_per_bit,
     fake_quantize,
-    get_scale_and_offset,
-    get_scale_and_zero_point,
-    integer_range,
     linear_dequantize,
     linear_quantize,
+    quantize_tensor,
+)
+from tutorlib.quant.clipping import best_clipping, clipped_fake_quantize, clipping_sweep
+from tutorlib.quant.error import db_per_bit, predicted_sqnr_db, quantization_error, sqnr_by_bits
+from tutorlib.quant.offset import (
+    compare_forms,
+    get_scale_and_offset,
     offset_dequantize,
     offset_fake_quantize,
     offset_quantize,
-    one_outlier,
-    pack_weights,
-    predicted_sqnr_db,
-    quantization_error,
-    quantize_tensor,
-    sqnr_by_bits,
-    unpack_weights,
+)
+from tutorlib.quant.outliers import one_outlier
+from tutorlib.quant.packing import pack_weights, unpack_weights
+from tutorlib.quant.params import (
+    SUPPORTED_BITS,
+    QuantParams,
+    get_scale_and_zero_point,
+    integer_range,
 )
 
 EPS32 = torch.finfo(torch.float32).eps  # 2**-23

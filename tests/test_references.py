@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.quantization import get_scale_and_zero_point, linear_quantize
-from tutorlib.references import quantize_with_quanto, quanto_w8a8, torch_ao_dynamic
+from tutorlib.perf.baselines import quantize_with_quanto, quanto_w8a8, torch_ao_dynamic
+from tutorlib.quant.affine import linear_quantize
+from tutorlib.quant.params import get_scale_and_zero_point
 
 
 def _model() -> nn.Sequential:

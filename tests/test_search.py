@@ -9,21 +9,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutorlib.integrity import sha256_of
-from tutorlib.search import (
-    MINILM_SHA256,
+from tutorlib.models.integrity import sha256_of
+from tutorlib.models.minilm import MINILM_SHA256, embed, load_minilm
+from tutorlib.models.ranking import (
     Miss,
     compare_rankings,
     cosines_to_reference,
-    embed,
     find_misses,
-    load_minilm,
-    load_search_task,
     rank,
     rankings_table,
     search_agreement,
-    search_sentences,
 )
+from tutorlib.models.search_task import load_search_task, search_sentences
 
 # Two float32 computations of the same embedding that differ only in summation order agree to a
 # few units of float32 epsilon per element; 1e-5 leaves room for 384-term sums.

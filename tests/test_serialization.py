@@ -7,9 +7,9 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from tutorlib.gptq import quantize_linear_weights
-from tutorlib.serialization import FORMAT, load_quantized, read_settings, save_quantized
-from tutorlib.w4_layers import W4A16Linear, to_w4_layers
+from tutorlib.layers.calibrated import quantize_linear_weights
+from tutorlib.layers.serialization import FORMAT, load_quantized, read_settings, save_quantized
+from tutorlib.layers.w4a16 import W4A16Linear, to_w4_layers
 
 
 def skeleton() -> nn.Module:

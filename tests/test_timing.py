@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tutorlib.timing import measure_matmul_peaks, median_ms, ops_per_second, time_interleaved
+from tutorlib.perf.timing import measure_matmul_peaks, median_ms, ops_per_second, time_interleaved
 
 
 def test_time_interleaved_warms_up_then_rotates_the_order() -> None:

@@ -6,17 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.gptq import gptq_quantize, quantize_linear_weights, rtn_quantize
-from tutorlib.layers import replace_linear
-from tutorlib.memory import model_size_bytes
-from tutorlib.quantization import pack_weights, unpack_weights
-from tutorlib.w4_layers import (
-    W4A16Linear,
-    bits_per_weight,
-    size_table,
-    to_w4_layers,
-    weight_only_bytes,
-)
+from tutorlib.layers.calibrated import quantize_linear_weights
+from tutorlib.layers.replace import replace_linear
+from tutorlib.layers.w4a16 import W4A16Linear, to_w4_layers
+from tutorlib.models.size import model_size_bytes
+from tutorlib.models.weight_bits import bits_per_weight, size_table, weight_only_bytes
+from tutorlib.quant.gptq import gptq_quantize
+from tutorlib.quant.packing import pack_weights, unpack_weights
+from tutorlib.quant.rtn import rtn_quantize
 
 
 def seeded(*shape, seed=0):

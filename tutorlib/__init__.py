@@ -29,5 +29,5 @@ Private helpers: ``_checks`` (argument checks shared by every module, dtype name
 ``_loading`` (files shipped with tutorlib, transformers kept quiet while loading).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["__version__"]

@@ -14,6 +14,7 @@ import numbers
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 __all__ = [
     "dtype_name",
@@ -159,3 +160,55 @@ def check_names(value: object, name: str) -> tuple[str, ...]:
     if not isinstance(value, Sequence) or not all(isinstance(item, str) for item in value):
         raise TypeError(f"{name} must be a sequence of strings, got {value!r}")
     return tuple(value)
+
+
+def check_bits(bits: object, allowed: Sequence[int], name: str = "bits") -> int:
+    """A bit width from `allowed`, as an int (NumPy integers accepted; bools and floats not)."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {bits!r}")
+    return int(bits)
+
+
+def check_group_size(group_size: object, features: int, name: str = "group_size") -> int | None:
+    """None (one group spans all `features`), or a positive int that divides `features`."""
+    if group_size is None:
+        return None
+    size = check_int(group_size, name, minimum=1)
+    if features < 1 or features % size != 0:
+        raise ValueError(
+            f"{name}={size} does not divide the {features} features it groups; choose a "
+            f"divisor of {features}, or None for one group per row"
+        )
+    return size
+
+
+def linear_slots(model: nn.Module) -> list[tuple[nn.Module, str, str, nn.Linear]]:
+    """Every (parent, attribute, dotted name, linear) of a model: a Linear reachable under
+    several names (shared or tied) appears once under each of them."""
+    return [
+        (parent, child_name, f"{parent_name}.{child_name}".lstrip("."), child)
+        for parent_name, parent in model.named_modules(remove_duplicate=False)
+        for child_name, child in parent._modules.items()  # named_children() drops repeats
+        if isinstance(child, nn.Linear)
+    ]
+
+
+def iter_linears(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, nn.Linear]]:
+    """The model's nn.Linear layers in definition order, each once, under its first name.
+
+    A Linear is left out when its attribute name (e.g. "lm_head") or any dotted name of it is in
+    `skip`, and when it is a child of an nn.MultiheadAttention (which reads `out_proj.weight`
+    directly instead of calling it).
+    """
+    skip = set(check_names(tuple(skip) if isinstance(skip, list | set) else skip, "skip"))
+    slots = linear_slots(model)
+    kept = {
+        id(linear)
+        for parent, attribute, name, linear in slots
+        if isinstance(parent, nn.MultiheadAttention) or attribute in skip or name in skip
+    }
+    found: dict[int, tuple[str, nn.Linear]] = {}
+    for _, _, name, linear in slots:
+        if id(linear) not in kept:
+            found.setdefault(id(linear), (name, linear))
+    return list(found.values())

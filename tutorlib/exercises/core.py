@@ -9,12 +9,13 @@ Leaves out: grading, timing limits and sandboxing. A learner's function runs in 
 own process, like any other cell.
 """
 
+import importlib
 import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
+from pathlib import Path
 
 import torch
 
@@ -95,7 +96,48 @@ class NotSolved(Exception):
 
 
 _REGISTRY: dict[str, Exercise] = {}
-EXERCISES: Mapping[str, Exercise] = MappingProxyType(_REGISTRY)  # read-only view
+class _Exercises(Mapping):
+    """Every exercise by id, read-only. A lesson's module (``tutorlib.exercises.lessonN``, which
+    registers its exercises when imported) is imported the first time one of its ids is asked
+    for, so importing tutorlib.exercises loads no lesson's dependencies (Lesson 5's checkers
+    need the profiling layer, Lesson 1's only the number formats)."""
+
+    def __getitem__(self, exercise_id: str) -> Exercise:
+        _load_lesson_of(exercise_id)
+        return _REGISTRY[exercise_id]
+
+    def __iter__(self):
+        _load_every_lesson()
+        return iter(dict(_REGISTRY))
+
+    def __len__(self) -> int:
+        _load_every_lesson()
+        return len(_REGISTRY)
+
+    def __contains__(self, exercise_id: object) -> bool:
+        if isinstance(exercise_id, str):
+            _load_lesson_of(exercise_id)
+        return exercise_id in _REGISTRY
+
+
+def _lesson_modules() -> list[str]:
+    package = Path(__file__).resolve().parent
+    return sorted(p.stem for p in package.glob("lesson*.py"))
+
+
+def _load_lesson_of(exercise_id: str) -> None:
+    """Import the lesson module that registers `exercise_id` ("l4-..." -> lesson4), if any."""
+    lesson = re.match(r"l(\d+)-", exercise_id) if isinstance(exercise_id, str) else None
+    if lesson and f"lesson{lesson[1]}" in _lesson_modules():
+        importlib.import_module(f"tutorlib.exercises.lesson{lesson[1]}")
+
+
+def _load_every_lesson() -> None:
+    for name in _lesson_modules():
+        importlib.import_module(f"tutorlib.exercises.{name}")
+
+
+EXERCISES: Mapping[str, Exercise] = _Exercises()  # read-only, lessons loaded on first use
 
 
 def register(exercise: Exercise) -> Exercise:
@@ -123,8 +165,8 @@ def check(exercise_id: str, answer: object) -> Feedback:
     Example: check("l2-ones-stall", 256) -> ✅ Correct: ...; check("l2-ones-stall", ...) ->
     ❌ Not yet: not solved yet: ...
     """
-    if exercise_id not in _REGISTRY:
-        valid = ", ".join(sorted(_REGISTRY))
+    if exercise_id not in EXERCISES:
+        valid = ", ".join(sorted(EXERCISES))
         raise ValueError(f"unknown exercise id {exercise_id!r}; the valid ids are: {valid}")
     if answer is None or answer is Ellipsis:
         return Feedback(False, NOT_SOLVED)

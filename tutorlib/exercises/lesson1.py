@@ -11,7 +11,6 @@ import operator
 
 import torch
 
-from tutorlib.dtypes import decode_fields
 from tutorlib.exercises.core import (
     Exercise,
     Wrong,
@@ -24,6 +23,7 @@ from tutorlib.exercises.core import (
     same_number,
     verify,
 )
+from tutorlib.formats.float_bits import decode_fields
 
 __all__: list[str] = []  # reference solutions are reached through EXERCISES[id].solution
 

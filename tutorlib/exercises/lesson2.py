@@ -11,7 +11,6 @@ import math
 
 import torch
 
-from tutorlib.downcast import sequential_partial_sums
 from tutorlib.exercises.core import (
     Exercise,
     Wrong,
@@ -24,6 +23,7 @@ from tutorlib.exercises.core import (
     same_number,
     verify,
 )
+from tutorlib.formats.dot_products import sequential_partial_sums
 
 __all__: list[str] = []  # reference solutions are reached through EXERCISES[id].solution
 

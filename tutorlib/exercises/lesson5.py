@@ -24,7 +24,7 @@ from tutorlib.exercises.core import (
     same_tensor,
     verify,
 )
-from tutorlib.profiling import amdahl_speedup
+from tutorlib.perf.amdahl import amdahl_speedup
 
 __all__: list[str] = []  # reference solutions are reached through EXERCISES[id].solution
 

@@ -12,10 +12,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from tutorlib._checks import check_int
-from tutorlib.dtypes import (
-    _check_dtypes,  # the same dtypes argument as Lesson 1's tables, checked the same way
-    dtype_name,
+from tutorlib._checks import check_int, dtype_name
+from tutorlib.formats.float_bits import (
+    _check_dtypes,
     exponent_and_mantissa_bits,
     smallest_subnormal,
     spacing,

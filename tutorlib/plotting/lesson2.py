@@ -13,7 +13,8 @@ import torch
 from matplotlib.figure import Figure
 
 from tutorlib._checks import check_float_tensor, dtype_name
-from tutorlib.downcast import ErrorCurves, deterministic_bound, unit_roundoff
+from tutorlib.formats.error_bounds import deterministic_bound, unit_roundoff
+from tutorlib.formats.error_growth import ErrorCurves
 from tutorlib.plotting._figure import new_figure
 
 __all__ = ["plot_error_vs_length", "plot_running_sum"]

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from tutorlib._checks import check_float_tensor, check_int
 from tutorlib.plotting._figure import new_figure
-from tutorlib.quantization import QuantParams, linear_dequantize, linear_quantize
+from tutorlib.quant.affine import linear_dequantize, linear_quantize
+from tutorlib.quant.params import QuantParams
 
 __all__ = ["plot_weight_histogram_with_grid", "plot_sqnr_vs_bits", "plot_clipping_sweep"]
 

@@ -12,9 +12,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tutorlib._checks import check_int, check_real
-from tutorlib.benchmark import BenchmarkRow, _check_rows
+from tutorlib.perf.activations import ActivationStats
+from tutorlib.perf.benchmark import BenchmarkRow, _check_rows
 from tutorlib.plotting._figure import new_figure
-from tutorlib.profiling import ActivationStats
 
 __all__ = [
     "plot_int8_speedups",

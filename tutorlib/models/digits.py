@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tutorlib._checks import check_float_tensor, check_int, check_real
 from tutorlib._loading import data_file
-from tutorlib.integrity import read_verified
+from tutorlib.models.integrity import read_verified
 
 __all__ = [
     "SIMPLE_CNN_SHA256",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tutorlib._checks import check_float_tensor, check_integer_tensor, check_tensor, dtype_name
-from tutorlib.memory import model_size_bytes
+from tutorlib.models.size import model_size_bytes
 
 __all__ = [
     "MODEL_DTYPES",

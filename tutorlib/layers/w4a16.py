@@ -1,126 +1,30 @@
-"""Lesson 6: a linear layer with 4-bit weights, two per byte, and what such weights cost in bytes.
+"""Lesson 6: the 4-bit linear layer: two integers per byte, one grid per group.
 
-`W4A16Linear` stores each weight as a 4-bit integer q in [0, 15], two of them packed into one
-uint8 (`pack_weights`, first value in the low nibble), plus one float16 scale and one uint8
-zero point per group of `group_size` consecutive inputs of a row. `forward` unpacks,
-dequantizes, W_hat = s * (q - z), and runs an ordinary float matmul: the bytes shrink about
-eightfold against float32, the arithmetic is still float32 (so on a CPU it is not faster).
-`bits_per_weight`, `weight_only_bytes` and `size_table` count what a model costs at any bit
-width and group size, the per-group parameters included.
-
-Left out on purpose: fused kernels that dequantize inside the matmul (GPU and llama.cpp-style
-CPU kernels do), zero points packed to 4 bits too (GPTQ's own format does; one byte each here
-keeps the layout readable), 3-bit packing, and activations in 4 bits.
+W4A16Linear stores a weight's 4-bit integers packed two per byte, with a float16 scale and a
+uint8 zero point per group of input features, and dequantizes in forward; to_w4_layers swaps a
+model's quantized linears for it. Left out on purpose: fused 4-bit kernels.
 """
 
-from collections.abc import Sequence
-
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tutorlib._checks import check_bool, check_float_tensor, check_int
-from tutorlib.memory import model_size_bytes
-from tutorlib.quantization import (
-    QuantizedTensor,
-    QuantParams,
-    linear_dequantize,
-    pack_weights,
-    unpack_weights,
-)
+from tutorlib.quant.affine import QuantizedTensor, linear_dequantize
+from tutorlib.quant.packing import pack_weights, unpack_weights
+from tutorlib.quant.params import QuantParams
+from tutorlib.quant.rtn import rtn_quantize
 
-__all__ = [
-    "SCALE_BITS",
-    "ZERO_POINT_BITS",
-    "bits_per_weight",
-    "weight_only_bytes",
-    "size_table",
-    "W4A16Linear",
-    "to_w4_layers",
-]
+__all__ = ["SCALE_BITS", "ZERO_POINT_BITS", "W4A16Linear", "to_w4_layers"]
+
 
 SCALE_BITS = 16  # one float16 scale per group
+
+
 ZERO_POINT_BITS = 8  # one uint8 zero point per group
+
+
 _BITS = 4  # the layer's integers: [0, 15], two per byte
-
-
-def bits_per_weight(bits: int, group_size: int) -> float:
-    """Storage per weight, the group's parameters included: k + (16 + 8) / g bits.
-
-    Each group of g weights shares a float16 scale (16 bits) and a uint8 zero point (8 bits).
-    Example: 4 bits, groups of 128: 4 + 24 / 128 = 4.1875 bits; per channel of a 384-input
-    layer (g = 384): 4 + 24 / 384 = 4.0625 bits.
-    """
-    bits = check_int(bits, "bits", 1, 16)
-    group_size = check_int(group_size, "group_size", minimum=1)
-    return bits + (SCALE_BITS + ZERO_POINT_BITS) / group_size
-
-
-def weight_only_bytes(model: nn.Module, bits: int, group_size: int | None) -> int:
-    """Bytes of a model whose nn.Linear weights are k-bit per group, everything else float32.
-
-    bytes = sum over Linear weights of (n * k / 8 + n / g * 3) + 4 * (every other parameter and
-    buffer), with g = the layer's in_features when group_size is None (per channel) and one
-    float16 scale plus one uint8 zero point (3 bytes) per group. k-bit integers are counted as
-    packed without gaps (ceil(n * k / 8) bytes), which this layer does for k = 4.
-    Example: nn.Linear(256, 128) at 4 bits, groups of 128: 32,768 * 0.5 + 256 * 3 + 128 * 4
-    (the float32 bias) = 17,664 bytes.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    bits = check_int(bits, "bits", 1, 16)
-    if group_size is not None:
-        check_int(group_size, "group_size", minimum=1)
-    linear_weights = {id(m.weight): m for m in model.modules() if isinstance(m, nn.Linear)}
-    total = 0
-    for tensor in [*model.parameters(), *model.buffers()]:
-        linear = linear_weights.get(id(tensor))
-        if linear is None:
-            total += tensor.numel() * tensor.element_size()
-            continue
-        g = linear.in_features if group_size is None else group_size
-        if linear.in_features % g != 0:
-            raise ValueError(
-                f"group_size={g} does not divide in_features={linear.in_features} of a Linear"
-            )
-        total += -(-tensor.numel() * bits // 8) + tensor.numel() // g * 3
-    return total
-
-
-def size_table(model: nn.Module, settings: Sequence[tuple[int, int | None]]) -> pd.DataFrame:
-    """weight_only_bytes of a float32 `model` at each (bits, group_size) setting, as a table.
-
-    Columns: bits; group ("per channel" for None); bits per weight = 8 * (bytes - float32
-    bytes of everything but the Linear weights) / Linear weights, i.e. the k bits plus each
-    group's scale and zero point spread over its weights; model (MB) = bytes / 1e6; and
-    FP32 / this = float32 bytes / bytes.
-    Example: nn.Linear(256, 128) at (4, 128): 4 + 24 / 128 = 4.1875 bits per weight, 17,664
-    bytes against 131,584 in float32, 7.45x smaller.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    pairs = isinstance(settings, Sequence) and not isinstance(settings, str) and settings
-    if not pairs or not all(isinstance(s, tuple | list) and len(s) == 2 for s in settings):
-        raise TypeError("settings must be a non-empty sequence of (bits, group_size) pairs")
-    linear_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    if linear_weights == 0:
-        raise ValueError("model has no nn.Linear layer: there are no weights to quantize")
-    fp32_bytes = model_size_bytes(model)  # the float32 model, as it is
-    other_bytes = fp32_bytes - 4 * linear_weights  # embeddings, norms, biases: float32
-    rows = []
-    for bits, group_size in settings:
-        total = weight_only_bytes(model, bits, group_size)
-        rows.append(
-            {
-                "bits": bits,
-                "group": "per channel" if group_size is None else group_size,
-                "bits per weight": 8 * (total - other_bytes) / linear_weights,
-                "model (MB)": total / 1e6,
-                "FP32 / this": fp32_bytes / total,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _check_quantized(quantized: object) -> QuantizedTensor:
@@ -220,7 +124,6 @@ class W4A16Linear(nn.Module):
         Works with `replace_linear(model, W4A16Linear)`. For GPTQ, quantize the weight with
         gptq_quantize and use from_quantized (or `to_w4_layers` for a whole model).
         """
-        from tutorlib.gptq import rtn_quantize  # gptq imports nothing from here
 
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")

@@ -1,212 +1,39 @@
-"""Quantized linear layers and the function that swaps them into a model (Lessons 4 and 5).
+"""Lesson 5: int8 weights AND int8 activations (W8A8): the matmul runs on integer units.
 
-A quantized layer stores integer weights and per-output-channel scales as buffers and calls the
-primitives of `tutorlib.quantization` in a few lines of `forward`; `replace_linear` walks a model
-and swaps every `nn.Linear` (except the ones named in `skip`) for such a layer. `W8A8Linear`
-(Lesson 5) multiplies int8 by int8 on a weight that oneDNN prepacked once, reuses its
-temporaries, so that a call allocates no more than nn.Linear does, and quantizes an input that
-several layers read (query, key, value) once, when it can prove the input unchanged.
-Left out on purpose: tensor-subclass dispatch (optimum-quanto's machinery), packed sub-8-bit
-weights, quantized convolutions and embeddings, training through quantized weights, GPUs, and
-thread safety of W8A8Linear's scratch buffers.
+W8A8Linear quantizes activations per token at every call, multiplies int8 by int8 into int32 on
+a kernel the CPU runs exactly (tutorlib.layers.int8_kernel), and rescales.
+Left out on purpose: tensor-subclass dispatch, quantized attention and embeddings, GPUs.
 """
 
 import math
-import weakref
-from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tutorlib._checks import (
-    check_bool,
-    check_float_tensor,
-    check_int,
-    check_names,
-    check_tensor,
+from tutorlib._checks import check_bool, check_float_tensor, check_tensor
+from tutorlib.layers.int8_kernel import Int8Kernel, select_int8_kernel
+from tutorlib.layers.w8a8_context import _LAST, _SCRATCH
+from tutorlib.layers.w8a16 import (
+    _check_features,
+    _check_input,
+    _check_linear,
+    quantize_weight_per_channel,
 )
-from tutorlib.int8_kernel import Int8Kernel, select_int8_kernel
-from tutorlib.quantization import (
-    QuantizedTensor,
-    QuantParams,
-    integer_range,
-    linear_dequantize,
-    quantize_tensor,
-)
+from tutorlib.quant.params import integer_range
 
-__all__ = ["quantize_weight_per_channel", "W8A16Linear", "W8A8Linear", "replace_linear"]
+__all__ = ["W8A8Linear"]
+
 
 # Integer range of both layers' weights (and W8A8's activations): symmetric int8, [-127, 127].
 _INT8_MAX = integer_range(8, symmetric=True)[1]
+
+
 # Largest in_features whose int32 sums cannot overflow: |acc| <= in_features * 127**2 < 2**31.
 _MAX_IN_FEATURES = torch.iinfo(torch.int32).max // _INT8_MAX**2  # 133,144
+
+
 # Floor of an activation scale, so that a row of zeros does not divide 0 by 0 (as Lesson 4).
 _SCALE_FLOOR = torch.finfo(torch.float32).eps
-
-
-def _check_features(value: object, name: str, maximum: int | None = None) -> int:
-    """A layer size: a positive int, at most `maximum` (W8A8's int32 limit) when given."""
-    size = check_int(value, name, minimum=1)
-    if maximum is not None and size > maximum:
-        raise ValueError(
-            f"{name} must be at most {maximum:,} so that the int32 sums of int8 products "
-            f"(|acc| <= {name} * 127**2) cannot overflow, got {size:,}; split the layer along "
-            "its input or keep it in float"
-        )
-    return size
-
-
-def _check_linear(linear: object) -> nn.Linear:
-    """An nn.Linear on the CPU with finite weights (what from_linear quantizes)."""
-    if not isinstance(linear, nn.Linear):
-        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-    check_float_tensor(linear.weight.detach(), "linear.weight")
-    return linear
-
-
-def _check_input(x: object, in_features: int) -> torch.Tensor:
-    """x: a float tensor of shape (..., in_features); NaN is checked by each layer."""
-    check_tensor(x, "x")
-    if not x.is_floating_point():
-        raise TypeError(f"x must hold float activations, got {x.dtype}; cast with x.float()")
-    if x.ndim == 0 or x.shape[-1] != in_features:
-        raise ValueError(f"x must have shape (..., {in_features}), got {tuple(x.shape)}")
-    return x
-
-
-def quantize_weight_per_channel(weight: torch.Tensor) -> QuantizedTensor:
-    """The weight quantizer both layers share: symmetric int8, one scale per output channel.
-
-    s[o] = max_i |W[o, i]| / 127,  W_q[o, i] = clamp(round(W[o, i] / s[o]), -127, 127),
-    which is optimum-quanto's qint8 weight scheme. Example: a row [0.5, -1.27, 0.1] gets
-    s = 1.27 / 127 = 0.01 and the integers [50, -127, 10].
-    Returns a QuantizedTensor: q int8 (out_features, in_features), scale (out_features, 1).
-    """
-    check_float_tensor(check_tensor(weight, "weight").detach(), "weight")
-    if weight.ndim != 2:
-        raise ValueError(
-            f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}"
-        )
-    return quantize_tensor(weight.detach(), bits=8, symmetric=True, dim=0)
-
-
-class W8A16Linear(nn.Module):
-    """Linear layer with int8 weights and float activations (weight-only quantization).
-
-    Weights are quantized symmetrically per output channel, s_o = max_i |W[o, i]| / 127 and
-    W_q = clamp(round(W / s), -127, 127), as optimum-quanto's qint8 weights. `forward`
-    dequantizes, W ~ s * W_q, in the activation's dtype and runs an ordinary float matmul:
-        y = x @ (s * W_q)^T + b
-    Memory shrinks (1 byte per weight plus one scale per row); the matmul is the float one.
-
-    Buffers: int8_weight (out_features, in_features) int8; scales (out_features, 1) in the
-    original weight's dtype; bias (out_features,) or None, kept in float.
-
-    Example: a 4 x 3 weight whose row 0 is [0.5, -1.27, 0.1] gets s_0 = 1.27 / 127 = 0.01 and
-    int8 row [50, -127, 10].
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        super().__init__()
-        self.in_features = _check_features(in_features, "in_features")
-        self.out_features = _check_features(out_features, "out_features")
-        check_bool(bias, "bias")
-        _check_float_dtype(dtype)
-        self.register_buffer(
-            "int8_weight", torch.zeros(out_features, in_features, dtype=torch.int8)
-        )  # (out_features, in_features)
-        self.register_buffer("scales", torch.ones(out_features, 1, dtype=dtype))  # (out, 1)
-        self.register_buffer("bias", torch.zeros(out_features, dtype=dtype) if bias else None)
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "W8A16Linear":
-        """Quantize an nn.Linear's weight (symmetric, per output channel) into a new layer."""
-        weight = _check_linear(linear).weight.detach()  # (out_features, in_features)
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, weight.dtype)
-        quantized = quantize_weight_per_channel(weight)
-        layer.int8_weight.copy_(quantized.q)  # (out_features, in_features) int8
-        layer.scales.copy_(quantized.params.scale)  # (out_features, 1)
-        if linear.bias is not None:
-            layer.bias.copy_(linear.bias.detach())
-        return layer.to(weight.device)
-
-    def weight_params(self, dtype: torch.dtype) -> QuantParams:
-        """The weight's QuantParams (symmetric int8, per output channel), scales in `dtype`."""
-        scale = self.scales.to(_check_float_dtype(dtype))  # (out_features, 1)
-        return QuantParams(scale, torch.zeros_like(scale, dtype=torch.int32), 8, True, dim=0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_tensor(_check_input(x, self.in_features).detach(), "x", allow_empty=True)
-        weight = linear_dequantize(self.int8_weight, self.weight_params(x.dtype))  # (out, in)
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, weight, bias)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, weights=int8"
-
-
-def _check_float_dtype(dtype: object) -> torch.dtype:
-    """A floating-point torch.dtype (float16, bfloat16, float32, float64)."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(
-            f"dtype must be a floating-point torch.dtype, e.g. torch.float32, got {dtype!r}"
-        )
-    return dtype
-
-
-def replace_linear(
-    model: nn.Module, layer_cls: type[nn.Module], skip: Iterable[str] = ("lm_head",)
-) -> nn.Module:
-    """Replace every nn.Linear in `model` by `layer_cls.from_linear(linear)`, in place.
-
-    A Linear is kept when its attribute name (e.g. "lm_head") or its full dotted name
-    (e.g. "encoder.layer.0.output.dense") is in `skip`, and when it is a child of an
-    nn.MultiheadAttention, which reads `out_proj.weight` directly instead of calling it. A Linear
-    reachable under several names (shared, or tied) becomes ONE new layer under all of them,
-    unless one of its names is skipped. Any class with a `from_linear` classmethod works
-    (W8A16Linear, W8A8Linear). The model is modified in place and also returned, so
-    `q = replace_linear(copy.deepcopy(m), W8A16Linear)` keeps m.
-
-    Example: a BERT encoder of 6 layers has 36 Linear layers; all 36 become W8A16Linear.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(model, nn.Linear):
-        raise TypeError("model is itself an nn.Linear: call layer_cls.from_linear(model) instead")
-    if not isinstance(layer_cls, type) or not hasattr(layer_cls, "from_linear"):
-        raise TypeError(
-            f"layer_cls must be a class with a from_linear classmethod, got {layer_cls!r}"
-        )
-    skip = set(check_names(tuple(skip) if isinstance(skip, list | set) else skip, "skip"))
-    # every (parent, attribute) that holds a Linear, shared modules under each of their names
-    slots = [
-        (parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
-        for parent_name, parent in model.named_modules(remove_duplicate=False)
-        for child_name, child in parent._modules.items()  # named_children() drops repeats
-        if isinstance(child, nn.Linear)
-    ]
-    kept = {
-        id(child)
-        for parent, child_name, child, name in slots
-        if isinstance(parent, nn.MultiheadAttention) or child_name in skip or name in skip
-    }
-    new_layers: dict[int, nn.Module] = {}  # one new layer per Linear, however many names it has
-    for parent, child_name, child, _ in slots:
-        if id(child) not in kept:
-            if id(child) not in new_layers:
-                new_layers[id(child)] = layer_cls.from_linear(child)
-            setattr(parent, child_name, new_layers[id(child)])
-    return model
-
-
-# ---------------------------------------------------------------- W8A8Linear (Lesson 5)
 
 
 # From this many multiply-adds per call (tokens x in_features x out_features) on, oneDNN's
@@ -216,92 +43,13 @@ def replace_linear(
 # 384 -> 1536 at 18 tokens (10.6M) 55 vs 70; 1536 -> 384 at 18 tokens 47 vs 46, at 32 tokens
 # 53 vs 57. Other CPUs move the crossover.
 _ONEDNN_MIN_MACS = 10_000_000
+
+
 # From this many activations per call on, the rows' largest |x| is found as max(max x, -min x),
 # two reductions that read x, instead of |x| written to scratch and then reduced: fewer bytes
 # moved, but one more call, which costs more on small inputs. Measured: 704 x 1536 245 vs
 # 341 us, 704 x 384 43 vs 50 us, 128 x 384 12.7 vs 9.9 us. Both give the same number.
 _MINMAX_MIN_NUMEL = 2**17
-
-
-class _Scratch:
-    """Grow-only scratch tensors, one per (name, dtype), shared by every W8A8Linear.
-
-    `get` returns a view of the first numel(shape) elements; the memory is reused by the next
-    call, so a view must never leave forward. Created with inference mode off, so that a first
-    call inside torch.inference_mode() does not make them inference tensors (which an in-place
-    write outside inference mode would refuse).
-    """
-
-    def __init__(self) -> None:
-        self._flat: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-        self._views: dict[tuple[str, torch.dtype, torch.Size], torch.Tensor] = {}
-
-    def get(self, name: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-        view = self._views.get((name, dtype, shape))  # the common case: a shape seen before
-        if view is not None:
-            return view
-        numel = math.prod(shape)
-        flat = self._flat.get((name, dtype))
-        if flat is None or flat.numel() < numel:
-            with torch.inference_mode(False):
-                flat = torch.empty(numel, dtype=dtype)
-            self._flat[(name, dtype)] = flat
-            self._views = {k: v for k, v in self._views.items() if k[:2] != (name, dtype)}
-        view = flat[:numel].view(shape)
-        self._views[(name, dtype, shape)] = view
-        return view
-
-
-_SCRATCH = _Scratch()
-
-
-class _LastQuantized:
-    """The activations W8A8Linear quantized last, reused while provably unchanged.
-
-    In a transformer, query, key and value read the same tensor one after the other; quantizing
-    it once instead of three times saves two passes over it. A result is reused only for the
-    very same tensor object (a weak reference: a new tensor at the same address does not match),
-    with the same data pointer, shape and strides (`x.data = other` swaps the data without a
-    version change) and the same version counter, which every in-place operation on the tensor
-    or on a view of it advances. Tensors made under torch.inference_mode carry no version
-    counter, so there nothing is reused (never a stale result). In-place writes through `.data`
-    or a NumPy view bypass the counter and are not seen: PyTorch's autograd has the same blind
-    spot. One slot for every layer: any other quantization overwrites the scratch x_q, so
-    _quantize forgets it first.
-    """
-
-    def __init__(self) -> None:
-        self.forget()
-
-    def forget(self) -> None:
-        self._input: weakref.ref | None = None
-        self._key: tuple = ()
-        self._result: tuple[torch.Tensor, torch.Tensor, float, int] | None = None
-
-    @staticmethod
-    def _key_of(x: torch.Tensor) -> tuple:
-        return (x._version, x.data_ptr(), x.shape, x.stride())
-
-    def find(
-        self, x: torch.Tensor, dtype: torch.dtype, q_max: int
-    ) -> tuple[torch.Tensor, torch.Tensor, float, int] | None:
-        """(x_q, s_x, max|x|, q_max) if x is the tensor quantized last, unchanged, into the same
-        encoding (dtype: int8 for torch._int_mm, uint8 for oneDNN) and grid (q_max), else None."""
-        if self._input is None or self._input() is not x or x.is_inference():
-            return None
-        if self._key_of(x) != self._key or self._result is None:
-            return None
-        x_q, _, _, result_q_max = self._result
-        return self._result if (x_q.dtype, result_q_max) == (dtype, q_max) else None
-
-    def remember(
-        self, x: torch.Tensor, result: tuple[torch.Tensor, torch.Tensor, float, int]
-    ) -> None:
-        if not x.is_inference():  # no version counter, nothing to prove unchanged by
-            self._input, self._key, self._result = weakref.ref(x), self._key_of(x), result
-
-
-_LAST = _LastQuantized()
 
 
 class W8A8Linear(nn.Module):

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tutorlib.w4_layers import W4A16Linear
+from tutorlib.layers.w4a16 import W4A16Linear
 
 __all__ = ["FORMAT", "save_quantized", "read_settings", "load_quantized"]
 

@@ -298,7 +298,7 @@ def survey_isas(
         env = {key: value for key, value in os.environ.items() if key != "ONEDNN_VERBOSE"}
         env.update({"ONEDNN_MAX_CPU_ISA": isa} if isa else {})
         done = subprocess.run(
-            [sys.executable, "-m", "tutorlib.int8_kernel"],
+            [sys.executable, "-m", "tutorlib.layers.int8_kernel"],
             env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         if done.returncode != 0:

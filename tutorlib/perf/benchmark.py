@@ -1,16 +1,10 @@
-"""Lesson 5: the int8 inference benchmark: variants of one model, timed and compared.
+"""Lesson 5: the int8 inference benchmark: latency, accuracy and size of every variant.
 
-`build_variants` makes copies of a model in FP32, BF16, optimum-quanto's and torch.ao's int8
-and tutorlib's W8A16 and W8A8; `run_benchmark` times them interleaved at each batch size, splits
-each latency into linear layers and the rest, and compares each variant's embeddings with the
-baseline's; `check_targets` reads the lesson's goals (TARGETS) off the rows, each row and each
-goal looked up by key; `amdahl_cap` bounds what int8 linear layers alone can give.
-
-Left out on purpose: other models and tasks, GPUs, and any tuning per variant (every variant
-runs with the same threads, allocator and inputs).
+run_benchmark times every variant interleaved at each batch size and measures its embeddings'
+cosines to FP32's and its size; the rows print as a table and go to and from JSON.
+Left out on purpose: throughput under concurrency and energy.
 """
 
-import copy
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -19,129 +13,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tutorlib._checks import check_choice, check_int
-from tutorlib.layers import W8A8Linear, W8A16Linear, replace_linear
-from tutorlib.machine import CpuInfo
-from tutorlib.memory import model_size_bytes
-from tutorlib.profiling import amdahl_speedup, profile_linear_layers
-from tutorlib.references import quantize_with_quanto, quanto_w8a8, torch_ao_dynamic
-from tutorlib.search import cosines_to_reference, embed
-from tutorlib.timing import MatmulPeaks, median_ms, time_interleaved
+from tutorlib.models.minilm import embed
+from tutorlib.models.ranking import cosines_to_reference
+from tutorlib.models.size import model_size_bytes
+from tutorlib.perf.hooks import profile_linear_layers
+from tutorlib.perf.machine import CpuInfo
+from tutorlib.perf.timing import MatmulPeaks, median_ms, time_interleaved
 
 if TYPE_CHECKING:  # only for type hints: importing these takes seconds
     import pandas as pd
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
-    "VARIANTS",
-    "drop_unused_pooler",
-    "use_inplace_gelu",
-    "build_variants",
     "BenchmarkRow",
     "run_benchmark",
     "find_row",
-    "TargetSpec",
-    "TARGETS",
-    "Target",
-    "check_targets",
-    "AmdahlCap",
-    "amdahl_cap",
     "rows_frame",
     "format_table",
     "compare_settings",
     "write_json",
     "read_rows",
 ]
-
-
-# The variants of the benchmark, in the order of its table and chart.
-VARIANTS: tuple[str, ...] = (
-    "FP32",
-    "BF16",
-    "quanto W8",
-    "quanto W8A8",
-    "torch.ao dynamic",
-    "tutorlib W8A16",
-    "tutorlib W8A8",
-)
-
-
-def drop_unused_pooler(model: nn.Module) -> nn.Module:
-    """Remove a BERT model's pooler, in place, when only its token states are used.
-
-    BertModel's pooler computes tanh(dense(h[:, 0])) on every forward; a sentence embedding
-    that mean-pools the last hidden states (tutorlib.search.embed) never reads it, so dropping
-    it changes no embedding and saves a linear layer and a tanh per forward. Returns the model.
-    Example: drop_unused_pooler(load_minilm()[0]).pooler is None.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if not isinstance(getattr(model, "pooler", None), nn.Module):
-        raise ValueError("model has no pooler module to drop (expected a transformers BertModel)")
-    model.pooler = None
-    return model
-
-
-class _InplaceGELU(nn.Module):
-    """GELU that overwrites its input when no gradient is needed (the same numbers, no new
-    tensor); with autograd on it is the ordinary out-of-place F.gelu."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.aten.gelu_(x) if not torch.is_grad_enabled() else F.gelu(x)
-
-
-def use_inplace_gelu(model: nn.Module) -> int:
-    """Make every BERT feed-forward GELU work in place, in place; returns how many changed.
-
-    BertIntermediate computes act(dense(x)) and nothing else reads dense(x), so GELU may
-    overwrite it: the same numbers, one (tokens, 4 x hidden) tensor less per block and per
-    forward (the allocation, and its page faults, disappear). Only without autograd: with
-    gradients enabled the layer falls back to out-of-place F.gelu.
-    Example: use_inplace_gelu(load_minilm()[0]) == 6 (one per block).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    blocks = [
-        m for m in model.modules() if isinstance(getattr(m, "intermediate_act_fn", None), nn.Module)
-    ]
-    for block in blocks:
-        block.intermediate_act_fn = _InplaceGELU()
-    return len(blocks)
-
-
-def build_variants(
-    model: nn.Module,
-    tokenizer: "PreTrainedTokenizerBase",
-    calibration_sentences: Sequence[str],
-    names: Sequence[str] = VARIANTS,
-) -> dict[str, nn.Module]:
-    """Copies of `model` in each variant of VARIANTS (the model itself is "FP32").
-
-    - BF16: every parameter cast to bfloat16.
-    - quanto W8: optimum-quanto int8 weights (quantize(weights=qint8); freeze).
-    - quanto W8A8: int8 weights and int8 activations with static per-tensor scales, recorded by
-      quanto's Calibration over `calibration_sentences` (batches of 32) before freeze.
-    - torch.ao dynamic: torch.ao.quantization.quantize_dynamic of every nn.Linear (int8
-      weights per tensor, activations quantized per tensor at run time).
-    - tutorlib W8A16 / W8A8: replace_linear with W8A16Linear / W8A8Linear.
-    """
-    unknown = set(names) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
-    make = {
-        "FP32": lambda m: m,
-        "BF16": lambda m: m.to(torch.bfloat16),
-        "quanto W8": quantize_with_quanto,
-        "quanto W8A8": lambda m: quanto_w8a8(m, tokenizer, calibration_sentences),
-        "torch.ao dynamic": torch_ao_dynamic,
-        "tutorlib W8A16": lambda m: replace_linear(m, W8A16Linear),
-        "tutorlib W8A8": lambda m: replace_linear(m, W8A8Linear),
-    }
-    copies = {name: model if name == "FP32" else copy.deepcopy(model) for name in names}
-    return {name: make[name](copied).eval() for name, copied in copies.items()}
 
 
 @dataclass(frozen=True)
@@ -283,135 +178,6 @@ def find_row(rows: Sequence[BenchmarkRow], variant: str, batch_size: int) -> Ben
     sizes = sorted({row.batch_size for row in rows if row.variant == variant})
     raise ValueError(
         f"batch_size {batch_size} was not measured for {variant!r}; choose from {sizes}"
-    )
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """A goal of the lesson: a ratio (or cosine) that must reach `required`.
-
-    strict: the goal is "faster than" (measured > required) rather than "at least"
-    (measured >= required). stretch: a goal beyond the acceptance line, reported but not
-    required. setting: "default" (a default process) or "allocator" (the allocator setting
-    of tutorlib.allocator applied first).
-    """
-
-    key: str
-    goal: str
-    required: float
-    strict: bool = False
-    stretch: bool = False
-    setting: str = "default"
-
-
-# The acceptance targets of benchmarks/README.md, for tutorlib W8A8 at batch 32 (large) and
-# batch 1 (small); a ratio "X over Y" is Y's latency / X's latency, from one interleaved run,
-# so above 1 means X is faster.
-TARGETS: tuple[TargetSpec, ...] = (
-    TargetSpec("over_fp32", "batch 32: speedup over FP32", 2.0),
-    TargetSpec("over_ao", "batch 32: speedup over torch.ao dynamic", 1.0),
-    TargetSpec(
-        "over_ao_allocator",
-        "batch 32: speedup over torch.ao dynamic, allocator setting",
-        1.0,
-        setting="allocator",
-    ),
-    TargetSpec("small_over_fp32", "batch 1: speedup over FP32", 1.0),
-    TargetSpec("min_cosine", "min cosine of the embeddings to FP32", 0.995),
-    TargetSpec("over_bf16", "batch 32: speedup over BF16 (stretch)", 1.0, stretch=True),
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A goal of the lesson, the number measured for it, and whether it was met."""
-
-    spec: TargetSpec
-    measured: float
-
-    @property
-    def met(self) -> bool:
-        """measured > required for a strict goal, measured >= required otherwise."""
-        if self.spec.strict:
-            return self.measured > self.spec.required
-        return self.measured >= self.spec.required
-
-
-def check_targets(
-    rows: Sequence[BenchmarkRow],
-    rows_with_setting: Sequence[BenchmarkRow] | None = None,
-    variant: str = "tutorlib W8A8",
-    large_batch: int = 32,
-    small_batch: int = 1,
-) -> dict[str, Target]:
-    """The TARGETS for `variant`, keyed by TargetSpec.key, each a ratio from one run.
-
-    `rows` come from a default process; `rows_with_setting` (optional) from a process that
-    applied the allocator setting first. Targets whose setting was not measured are left out.
-    Example: W8A8 at 25 ms and FP32 at 100 ms at batch 32 give targets["over_fp32"].measured
-    = 4.0, met (>= 2.0).
-    """
-    measured = {"default": _check_rows(rows)}
-    if rows_with_setting is not None:
-        measured["allocator"] = _check_rows(rows_with_setting, "rows_with_setting")
-    check_int(large_batch, "large_batch", minimum=1)
-    check_int(small_batch, "small_batch", minimum=1)
-
-    def over(other: str, setting: str = "default", batch: int = large_batch) -> float:
-        chosen = measured[setting]
-        return find_row(chosen, other, batch).median_ms / find_row(chosen, variant, batch).median_ms
-
-    ours = find_row(measured["default"], variant, large_batch)
-    values = {
-        "over_fp32": lambda: over("FP32"),
-        "over_ao": lambda: over("torch.ao dynamic"),
-        "over_ao_allocator": lambda: over("torch.ao dynamic", "allocator"),
-        "over_bf16": lambda: over("BF16"),
-        "small_over_fp32": lambda: over("FP32", batch=small_batch),
-        "min_cosine": lambda: ours.min_cosine,
-    }
-    return {
-        spec.key: Target(spec, values[spec.key]()) for spec in TARGETS if spec.setting in measured
-    }
-
-
-@dataclass(frozen=True)
-class AmdahlCap:
-    """The best whole-forward speedup that int8 linear layers alone can give, from achieved
-    rates: FP32's measured linear time against the same MACs at the int8 peak."""
-
-    fp32_ms: float  # FP32's median latency
-    fp32_linear_ms: float  # its linear layers' part
-    other_ms: float  # everything else (unchanged by int8 linear layers)
-    fp32_fraction_of_fp32_peak: float  # FP32's linear layers' rate / the fp32 matmul peak
-    int8_linear_ms: float  # the same MACs at the int8 peak
-    linear_speedup: float  # fp32_linear_ms / int8_linear_ms
-    cap: float  # Amdahl: fp32_ms / (other_ms + int8_linear_ms)
-
-
-def amdahl_cap(rows: Sequence[BenchmarkRow], peaks: MatmulPeaks, batch_size: int = 32) -> AmdahlCap:
-    """Amdahl's bound for int8 linear layers, from FP32's row at `batch_size` and the peaks.
-
-    The linear layers' MACs follow from FP32's row (rate * time / 2); at the int8 peak they take
-    int8_linear_ms = 2 * MACs / int8 peak. The cap is 1 / ((1 - f) + f / r) with f = FP32's
-    linear share and r = fp32_linear_ms / int8_linear_ms: achieved FP32 rate against the int8
-    peak, not peak against peak (FP32's layers run below the fp32 peak, which raises r).
-    Example: 93 ms with 80 ms linear, the MACs taking 17 ms at the int8 peak: 93 / 30 = 3.1.
-    """
-    if not isinstance(peaks, MatmulPeaks):
-        raise TypeError(f"peaks must be MatmulPeaks (measure_matmul_peaks), got {peaks!r:.60}")
-    fp32 = find_row(rows, "FP32", batch_size)
-    linear_ops = fp32.linear_ops_per_s * fp32.linear_ms / 1e3  # 2 * MACs
-    int8_linear_ms = 1e3 * linear_ops / peaks.int8_ops_per_s
-    other_ms = fp32.median_ms - fp32.linear_ms
-    return AmdahlCap(
-        fp32_ms=fp32.median_ms,
-        fp32_linear_ms=fp32.linear_ms,
-        other_ms=other_ms,
-        fp32_fraction_of_fp32_peak=fp32.linear_ops_per_s / peaks.fp32_ops_per_s,
-        int8_linear_ms=int8_linear_ms,
-        linear_speedup=fp32.linear_ms / int8_linear_ms,
-        cap=amdahl_speedup(fp32.linear_fraction, fp32.linear_ms / int8_linear_ms),
     )
 
 

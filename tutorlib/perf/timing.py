@@ -20,15 +20,9 @@ import torch
 from tqdm import tqdm  # the console bar: tqdm.auto would need ipywidgets in Jupyter
 
 from tutorlib._checks import check_int, check_real
-from tutorlib.int8_kernel import select_int8_kernel
+from tutorlib.layers.int8_kernel import select_int8_kernel
 
-__all__ = [
-    "time_interleaved",
-    "median_ms",
-    "ops_per_second",
-    "MatmulPeaks",
-    "measure_matmul_peaks",
-]
+__all__ = ["time_interleaved", "median_ms", "ops_per_second", "MatmulPeaks", "measure_matmul_peaks"]
 
 
 def time_interleaved(
