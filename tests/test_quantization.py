@@ -24,6 +24,7 @@ from tutorlib.quant.affine import (
 from tutorlib.quant.clipping import best_clipping, clipped_fake_quantize, clipping_sweep
 from tutorlib.quant.error import db_per_bit, predicted_sqnr_db, quantization_error, sqnr_by_bits
 from tutorlib.quant.offset import (
+    OffsetParams,
     compare_forms,
     get_scale_and_offset,
     offset_dequantize,
@@ -787,3 +788,57 @@ def test_float16_grids_stay_finite_and_within_half_a_step():
     # half a step, plus float16's rounding of the result (u = 2**-11 relative)
     bound = params.scale.item() / 2 + 2**-11 * 60000
     assert (r_hat.double() - r.double()).abs().max().item() <= bound
+
+
+# ---------------------------------------------------------------- parameters own their data
+
+
+def test_params_keep_their_own_copy_of_the_tensors_they_were_given() -> None:
+    scale, zero_point = torch.tensor([[0.5], [0.25]]), torch.tensor([[3], [4]])  # (2, 1)
+    params = QuantParams(scale, zero_point, bits=4, symmetric=False, dim=0)
+    scale.zero_()  # the caller's tensors change after construction ...
+    zero_point.fill_(99)
+    r = torch.tensor([[1.0], [1.0]])
+    # ... and the grid does not: q = round(1 / s) + z
+    assert linear_quantize(r, params).flatten().tolist() == [5, 8]
+    offset = OffsetParams(torch.tensor(0.1), torch.tensor(-1.0), bits=8)
+    assert offset.scale.item() == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("q", "bits", "symmetric"),
+    [([1000], 8, True), ([300], 8, False), ([-3], 8, False), ([20], 4, False), ([-8], 4, True)],
+    ids=["1000-int8", "300-uint8", "-3-unsigned", "20-on-4-bits", "-8-symmetric-4-bits"],
+)
+def test_integers_outside_the_grid_are_refused_where_they_enter(
+    q: list[int], bits: int, symmetric: bool
+) -> None:
+    params = QuantParams(torch.tensor(0.1), 0 if symmetric else 1, bits, symmetric)
+    integers = torch.tensor(q, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"q must lie in \["):
+        QuantizedTensor(integers, params)
+    with pytest.raises(ValueError, match=r"q must lie in \["):
+        linear_dequantize(integers, params)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"dim": "0"}, TypeError),
+        ({"dim": -1}, ValueError),
+        ({"dim": 1.5}, TypeError),
+        ({"group_size": 0}, ValueError),
+        ({"group_size": 2.5}, TypeError),
+    ],
+    ids=["dim-str", "dim-negative", "dim-float", "group-0", "group-float"],
+)
+def test_offset_params_refuse_bad_axes_and_groups(kwargs: dict, error: type) -> None:
+    with pytest.raises(error, match="dim|group_size"):
+        OffsetParams(torch.tensor(0.1), torch.tensor(0.0), bits=8, **kwargs)
+
+
+def test_numpy_integers_are_accepted_as_bits() -> None:
+    params = QuantParams(torch.tensor(0.5), 0, bits=np.int64(8), symmetric=True)
+    assert params.bits == 8 and type(params.bits) is int
+    with pytest.raises(ValueError, match="bits must be one of"):
+        QuantParams(torch.tensor(0.5), 0, bits=np.int64(9), symmetric=True)

@@ -96,6 +96,8 @@ class NotSolved(Exception):
 
 
 _REGISTRY: dict[str, Exercise] = {}
+
+
 class _Exercises(Mapping):
     """Every exercise by id, read-only. A lesson's module (``tutorlib.exercises.lessonN``, which
     registers its exercises when imported) is imported the first time one of its ids is asked

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tutorlib._checks import check_bits, check_group_size, check_names
+from tutorlib._checks import check_bits, check_group_size, iter_linears
 from tutorlib.quant.affine import QuantizedTensor
 from tutorlib.quant.gptq import gptq_quantize, output_error
 from tutorlib.quant.rtn import GPTQ_BITS, rtn_quantize
 
-__all__ = ["LayerQuantization", "quantize_linear_weights"]
+__all__ = ["LayerQuantization", "fake_quantize_linear_weights"]
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,7 @@ def _capture_next(
     return names, x
 
 
-def _linears(model: nn.Module, skip: tuple[str, ...]) -> list[tuple[str, nn.Linear]]:
-    return [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and name not in skip and name.split(".")[-1] not in skip
-    ]
-
-
-def quantize_linear_weights(
+def fake_quantize_linear_weights(
     model: nn.Module,
     method: str = "gptq",
     bits: int = 4,
@@ -114,8 +106,7 @@ def quantize_linear_weights(
         raise TypeError(f"run must be a function of no arguments, got {type(run).__name__}")
     if method == "gptq" and run is None:
         raise ValueError("GPTQ needs calibration inputs: pass run, e.g. lambda: model(**batch)")
-    skip = check_names(skip, "skip")
-    targets = _linears(model, skip)
+    targets = iter_linears(model, skip)  # each Linear once, in definition order
     if not targets:
         raise ValueError("model has no nn.Linear to quantize (or all of them are in skip)")
     for _, linear in targets:  # every group size is checked before anything changes

@@ -1,6 +1,7 @@
-"""Models: real pretrained networks shipped on PyPI, loaded from files checked by SHA-256, and
-the harness that scores a language model (perplexity, KL divergence to a reference, agreement).
-Import from the module itself, e.g. ``from tutorlib.models.smollm2 import load_smollm2``.
+"""Models and data, built on tutorlib.layers: the digits CNN, published architectures built
+offline, MiniLM and SmolLM2 loaded from files pinned by SHA-256, the search task and the text
+corpus, the scores that compare a quantized model with its float one, and model sizes (Lessons 3
+to 7). Import from the module itself, e.g. ``from tutorlib.models.minilm import load_minilm``.
 """
 
-__all__ = []
+__all__: list[str] = []

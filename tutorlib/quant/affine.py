@@ -52,15 +52,28 @@ def linear_quantize(r: torch.Tensor, params: QuantParams) -> torch.Tensor:
 def linear_dequantize(q: torch.Tensor, params: QuantParams) -> torch.Tensor:
     """Dequantize: r ~ s * (q - z), in the scale's dtype.
 
+    q must lie on the grid, in [q_min, q_max] (an integer outside it was not made by this grid:
+    q = 300 on an 8-bit grid is refused, not read as 300 or wrapped to 44).
     Example: q = [0, 96, 255], s = 4 / 255, z = 64: s * [-64, 32, 191] = [-1.0039, 0.5020, 2.9961].
     """
     check_integer_tensor(q, "q")
     _check_params(params, QuantParams)
     _check_fits(q, params.scale, params.dim, params.group_size, "q")
+    _check_on_grid(q, params)
     compute = _compute_dtype(params.scale.dtype)
     q_view = _grouped(q, params.group_size).to(compute)  # (..., n // g, g), as in linear_quantize
     r_hat = params.scale.to(compute) * (q_view - params.zero_point)
     return _saturate(r_hat, params.scale.dtype).reshape(q.shape)
+
+
+def _check_on_grid(q: torch.Tensor, params: QuantParams) -> None:
+    """Refuse integers outside [q_min, q_max]: they cannot come from this grid."""
+    if q.numel() and (int(q.min()) < params.q_min or int(q.max()) > params.q_max):
+        raise ValueError(
+            f"q must lie in [{params.q_min}, {params.q_max}], the {params.bits}-bit "
+            f"{'symmetric' if params.symmetric else 'asymmetric'} grid of params; got values in "
+            f"[{int(q.min())}, {int(q.max())}]"
+        )
 
 
 def _saturate(r_hat: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -89,6 +102,8 @@ class QuantizedTensor:
         check_integer_tensor(self.q, "q")
         _check_params(self.params, QuantParams)
         _check_fits(self.q, self.params.scale, self.params.dim, self.params.group_size, "q")
+        _check_on_grid(self.q, self.params)
+        object.__setattr__(self, "q", self.q.detach().clone())  # its own integers
 
     def dequantize(self) -> torch.Tensor:
         """The float tensor these integers stand for, s * (q - z)."""

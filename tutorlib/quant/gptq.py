@@ -176,7 +176,7 @@ def gptq_quantize(
     x = _check_inputs(inputs, w.shape[1])
     bits = check_bits(bits, GPTQ_BITS)
     group_size = check_group_size(group_size, w.shape[1]) or w.shape[1]  # None: a whole row
-    u = _inverse_hessian_cholesky(2 * x.T @ x, check_real(damp, "damp", 0.0)).float()  # (in, in)
+    u = _inverse_hessian_cholesky(hessian(x), check_real(damp, "damp", 0.0)).float()  # (in, in)
     w_t = w.T.contiguous()  # (in, out): column i of W is row i here, contiguous
     q_t = torch.empty(w_t.shape, dtype=torch.int32)  # (in, out)
     grids: list[QuantParams] = []

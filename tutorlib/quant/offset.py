@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tutorlib._checks import check_bits, check_float_tensor, check_integer_tensor
+from tutorlib._checks import check_bits, check_float_tensor, check_int, check_integer_tensor
 from tutorlib.quant.affine import _saturate, fake_quantize
 from tutorlib.quant.error import quantization_error
 from tutorlib.quant.params import (
@@ -64,6 +64,14 @@ class OffsetParams:
             )
         if self.dim is not None and self.group_size is not None:
             raise ValueError("give either dim (per-channel) or group_size (per-group), not both")
+        if self.dim is not None:  # an axis of the quantized tensor, as QuantParams: 0 or more
+            object.__setattr__(self, "dim", check_int(self.dim, "dim", minimum=0))
+        if self.group_size is not None:
+            object.__setattr__(self, "group_size", check_int(self.group_size, "group_size", 1))
+        # Its own copies: a caller who later edits the tensors it passed cannot change the grid.
+        object.__setattr__(self, "scale", scale.detach().clone())
+        object.__setattr__(self, "offset", offset.detach().clone())
+        object.__setattr__(self, "bits", int(self.bits))
 
     def __iter__(self):
         raise TypeError(

@@ -145,7 +145,13 @@ class QuantParams:
             check_int(self.dim, "dim", minimum=0)
         if self.group_size is not None:
             check_int(self.group_size, "group_size", minimum=1)
-        object.__setattr__(self, "zero_point", zero_point.to(torch.int32))
+        # Its own copies: a caller who later edits the tensors it passed cannot change the grid.
+        object.__setattr__(self, "scale", scale.detach().clone())
+        object.__setattr__(self, "zero_point", zero_point.detach().to(torch.int32, copy=True))
+        object.__setattr__(self, "bits", int(self.bits))
+        object.__setattr__(self, "dim", None if self.dim is None else int(self.dim))
+        group_size = None if self.group_size is None else int(self.group_size)
+        object.__setattr__(self, "group_size", group_size)
 
     @property
     def q_min(self) -> int:
