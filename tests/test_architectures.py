@@ -150,3 +150,27 @@ def test_pytorch_init_keeps_untrained_mobilevit_logits_ordinary() -> None:
     assert pytorch_init.std() > 1e-3
     with pytest.raises(ValueError, match="transformers, pytorch"):
         build_architecture("mobilevit-small", init="xavier")
+
+
+@pytest.mark.parametrize("change", ["missing", "unexpected"])
+def test_load_pretrained_refuses_a_checkpoint_with_missing_or_extra_tensors(
+    tmp_path: Path, change: str
+) -> None:
+    # the tiny T5 of the test above, its file edited: a tensor removed, or one added
+    from safetensors.torch import load_file, save_file
+
+    config = T5Config(
+        vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    untie_lm_head(T5ForConditionalGeneration(config)).save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    tensors = load_file(path)
+    if change == "missing":
+        del tensors["encoder.final_layer_norm.weight"]
+    else:
+        tensors["encoder.extra.weight"] = torch.zeros(3)
+    save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=f"1 {change}"):
+        load_pretrained("flan-t5-small", source=tmp_path)

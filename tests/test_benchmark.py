@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch import nn
 from transformers import BertConfig, BertModel
 
 from tutorlib.models.minilm import load_minilm
@@ -213,8 +214,19 @@ def test_run_benchmark_rejects_bad_arguments(tiny_bert_and_tokenizer) -> None:
     model, tokenizer = tiny_bert_and_tokenizer
     with pytest.raises(ValueError, match="baseline"):
         run_benchmark({"BF16": model}, tokenizer, ["a"], 1e12)
-    with pytest.raises(ValueError, match="batch sizes"):
+    with pytest.raises(ValueError, match="batch_sizes"):
         run_benchmark({"FP32": model}, tokenizer, ["a", "b"], 1e12, batch_sizes=(3,))
+    for peak in (0.0, -1e12, float("nan")):  # a rate must be positive and finite
+        with pytest.raises(ValueError, match="int8_peak_ops_per_s"):
+            run_benchmark({"FP32": model}, tokenizer, ["a", "b"], peak)
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        run_benchmark({"FP32": nn.Sequential(nn.ReLU())}, tokenizer, ["a"], 1e12, batch_sizes=(1,))
+
+
+def test_build_variants_refuses_one_name_as_a_string(tiny_bert_and_tokenizer) -> None:
+    model, tokenizer = tiny_bert_and_tokenizer
+    with pytest.raises(TypeError, match="names"):
+        build_variants(model, tokenizer, ["a"], names="FP32")  # would iterate "F", "P", ...
 
 
 def test_drop_unused_pooler_changes_no_embedding(tiny_bert_and_tokenizer) -> None:

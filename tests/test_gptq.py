@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.layers.calibrated import quantize_linear_weights
+from tutorlib.layers.calibrated import fake_quantize_linear_weights
 from tutorlib.models.calibration import load_calibration_sentences
 from tutorlib.models.search_task import load_search_task, search_sentences
 from tutorlib.quant.affine import linear_dequantize, linear_quantize
@@ -150,8 +150,8 @@ def test_quantize_linear_weights_calibrates_in_order():
     x = correlated_inputs(256, 16)
     reference = model(x).detach()
     rtn_model = copy.deepcopy(model)
-    rtn = quantize_linear_weights(rtn_model, "rtn", 3, 16, run=lambda: rtn_model(x))
-    results = quantize_linear_weights(model, "gptq", 3, 16, run=lambda: model(x))
+    rtn = fake_quantize_linear_weights(rtn_model, "rtn", 3, 16, run=lambda: rtn_model(x))
+    results = fake_quantize_linear_weights(model, "gptq", 3, 16, run=lambda: model(x))
     assert list(results) == ["0", "2"]
     assert torch.equal(model[0].weight, results["0"].quantized.dequantize())
     for name in results:
@@ -161,7 +161,7 @@ def test_quantize_linear_weights_calibrates_in_order():
 
 def test_quantize_linear_weights_refuses_gptq_without_calibration():
     with pytest.raises(ValueError, match="run"):
-        quantize_linear_weights(nn.Sequential(nn.Linear(8, 4)), "gptq")
+        fake_quantize_linear_weights(nn.Sequential(nn.Linear(8, 4)), "gptq")
 
 
 def test_calibration_sentences_are_not_the_search_task():
@@ -180,3 +180,36 @@ def test_bad_inputs_get_clear_errors():
         gptq_quantize(w, seeded(5, 7), 4, 8)
     with pytest.raises(ValueError, match="weight"):
         gptq_quantize(seeded(8), seeded(5, 8), 4, 8)
+
+
+def test_a_group_too_narrow_for_float16_scales_is_refused() -> None:
+    # range 1e-4 over 15 steps: s = 6.7e-6, a float16 subnormal (spacing 2**-24 = 6e-8), whose
+    # rounding error relative to s grows without bound as groups narrow: refused, with the fix
+    weight = torch.linspace(0, 1e-4, 32).reshape(1, 32)
+    with pytest.raises(ValueError, match="smallest normal"):
+        rtn_quantize(weight, bits=4, group_size=32)
+    # the same shape at a normal range quantizes, every weight within half a step
+    quantized = rtn_quantize(weight * 1e3, bits=4, group_size=32)
+    step = quantized.params.scale.max().item()
+    assert (quantized.dequantize() - weight * 1e3).abs().max().item() <= step / 2 * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("problem", ["nan-weight", "never-called", "narrow-group"])
+def test_a_refused_model_is_left_exactly_as_it_was(problem: str) -> None:
+    # a NaN weight is refused before anything changes; a Linear the calibration never calls,
+    # and a group too narrow for float16 scales, are found after earlier layers were quantized:
+    # those must be put back
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8), nn.Linear(8, 4))
+    x = torch.randn(32, 16)
+    with torch.no_grad():
+        if problem == "nan-weight":
+            model[2].weight[0, 0] = float("nan")
+        if problem == "narrow-group":  # the second layer's first row spans 1e-6
+            model[2].weight[0] = torch.linspace(0, 1e-6, 16)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    calls = model[:3] if problem == "never-called" else model  # [:3] never calls the last
+    with pytest.raises(ValueError):
+        fake_quantize_linear_weights(model, "gptq", 4, 8, run=lambda: calls(x))
+    after = model.state_dict()
+    assert all(torch.equal(before[k].nan_to_num(), after[k].nan_to_num()) for k in before)

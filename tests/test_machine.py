@@ -2,7 +2,7 @@
 
 import pytest
 
-from tutorlib.perf.machine import INT8_FLAGS, CpuInfo, parse_cpuinfo
+from tutorlib.perf.machine import INT8_FLAGS, CpuInfo, cpu_info, parse_cpuinfo
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -33,3 +33,11 @@ def test_unknown_flag_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown flag"):
         parse_cpuinfo(CPUINFO).has("avx9000")
     assert len(set(INT8_FLAGS)) == len(INT8_FLAGS)
+
+
+def test_a_cpuinfo_file_that_is_not_utf8_is_still_read(tmp_path) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_bytes(b"processor\t: 0\nmodel name\t: CPU \xff\xfe X\nflags\t\t: fpu avx512_vnni\n")
+    info = cpu_info(path)
+    assert info.model_name == "CPU \ufffd\ufffd X"
+    assert info.flags == ("avx512_vnni",) and info.logical_cpus == 1

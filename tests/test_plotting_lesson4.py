@@ -94,3 +94,10 @@ def test_histogram_refuses_loose_scale_and_zero_point():
     params = get_scale_and_zero_point(weights, bits=4)
     with pytest.raises(TypeError, match="params must be a QuantParams"):
         plot_weight_histogram_with_grid(weights, (params.scale, params.zero_point))
+
+
+def test_a_sixteen_bit_grid_is_refused_rather_than_drawn_line_by_line() -> None:
+    weights = torch.randn(100, generator=torch.Generator().manual_seed(0))
+    params = get_scale_and_zero_point(weights, bits=16)
+    with pytest.raises(ValueError, match="at most 8 bits"):
+        plot_weight_histogram_with_grid(weights, params)

@@ -51,3 +51,23 @@ def test_a_non_module_is_refused_with_its_name(recipe, bad):
 def test_quanto_w8a8_refuses_a_non_module_before_calibrating():
     with pytest.raises(TypeError, match="model"):
         quanto_w8a8(None, tokenizer=None, sentences=["a sentence"])
+
+
+@pytest.mark.parametrize("recipe", [quantize_with_quanto, torch_ao_dynamic], ids=["quanto", "ao"])
+def test_a_bare_linear_is_refused_and_a_wrapped_one_is_quantized(recipe):
+    # both libraries replace a module's Linear *children*: a bare Linear would come back with
+    # weight None (quanto) or still float (torch.ao), so it is refused with the fix
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        recipe(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        recipe(nn.Sequential(nn.ReLU()))
+    quantized = recipe(nn.Sequential(nn.Linear(4, 3)))
+    assert type(quantized[0]) is not nn.Linear  # replaced by the library's quantized layer
+
+
+@pytest.mark.parametrize(
+    ("sentences", "error"), [([], ValueError), ("one sentence", TypeError)], ids=["none", "str"]
+)
+def test_quanto_w8a8_refuses_to_calibrate_on_nothing_or_on_letters(sentences, error):
+    with pytest.raises(error, match="sentences"):
+        quanto_w8a8(nn.Sequential(nn.Linear(4, 3)), tokenizer=None, sentences=sentences)

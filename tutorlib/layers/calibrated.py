@@ -17,7 +17,7 @@ from torch import nn
 from tutorlib._checks import check_bits, check_group_size, iter_linears
 from tutorlib.quant.affine import QuantizedTensor
 from tutorlib.quant.gptq import gptq_quantize, output_error
-from tutorlib.quant.rtn import GPTQ_BITS, rtn_quantize
+from tutorlib.quant.rtn import GPTQ_BITS, _check_weight, rtn_quantize
 
 __all__ = ["LayerQuantization", "fake_quantize_linear_weights"]
 
@@ -96,6 +96,9 @@ def fake_quantize_linear_weights(
     Example: MiniLM's 37 Linears (in 25 passes: query, key and value share one) at 4 bits,
     groups of 128, calibrated on 48 sentences (730 tokens).
     Returns {dotted name: LayerQuantization}; the model now holds the dequantized weights.
+    All or nothing: every weight is checked first, and if any layer is refused on the way (a
+    Linear the calibration never reaches, a grid float16 cannot store), every weight is put
+    back as it was before the error is raised.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -109,9 +112,24 @@ def fake_quantize_linear_weights(
     targets = iter_linears(model, skip)  # each Linear once, in definition order
     if not targets:
         raise ValueError("model has no nn.Linear to quantize (or all of them are in skip)")
-    for _, linear in targets:  # every group size is checked before anything changes
+    for name, linear in targets:  # every weight and group size checked before anything changes
         check_group_size(group_size, linear.in_features)
-    pending, results = dict(targets), {}
+        _check_weight(linear.weight, f"the weight of {name}")
+    originals = {name: linear.weight.detach().clone() for name, linear in targets}
+    try:
+        return _quantize_in_calling_order(dict(targets), run, method, bits, group_size, damp)
+    except BaseException:  # all or nothing: a refusal leaves every weight as it was
+        with torch.no_grad():
+            for name, linear in targets:
+                linear.weight.copy_(originals[name])
+        raise
+
+
+def _quantize_in_calling_order(
+    pending: dict[str, nn.Linear], run, method: str, bits: int, group_size, damp: float
+) -> dict[str, LayerQuantization]:
+    """The loop of fake_quantize_linear_weights: capture the next Linears' inputs, quantize."""
+    results = {}
     while pending:
         if run is None:
             names, x = [next(iter(pending))], None

@@ -237,9 +237,32 @@ def load_pretrained(name: str, source: str | Path | None = None) -> nn.Module:
         _check_local_weights(Path(source), offline_hint)
     try:
         with quiet_transformers():
-            model = model_class.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
+            model, info = model_class.from_pretrained(
+                source, dtype=torch.float32, use_safetensors=True, output_loading_info=True
+            )
     except Exception as error:  # any loading failure: one clear line, not transformers' traceback
         message = str(error).strip()
         first_line = message.splitlines()[0].rstrip(".") if message else type(error).__name__
         raise RuntimeError(f"Cannot load {str(source)!r}: {first_line}. {offline_hint}") from None
+    _check_loading_info(info, source)
     return model.eval()
+
+
+def _check_loading_info(info: dict, source: str | Path) -> None:
+    """Refuse a checkpoint whose tensors do not match the architecture one to one: transformers
+    would initialise a missing tensor at random (and drop an unexpected one) with a warning."""
+    problems = {
+        "missing": list(info.get("missing_keys", [])),
+        "unexpected": list(info.get("unexpected_keys", [])),
+        "of the wrong shape": [str(item[0]) for item in info.get("mismatched_keys", [])],
+    }
+    found = {kind: names for kind, names in problems.items() if names}
+    if found:
+        listed = "; ".join(
+            f"{len(names)} {kind} (e.g. {', '.join(sorted(names)[:3])})"
+            for kind, names in found.items()
+        )
+        raise ValueError(
+            f"{str(source)!r} does not match the architecture tensor for tensor: {listed}. "
+            "A missing tensor would be initialised at random; use a complete checkpoint"
+        )

@@ -25,12 +25,23 @@ with warnings.catch_warnings():
 if TYPE_CHECKING:  # only for type hints: importing transformers takes seconds
     from transformers import PreTrainedTokenizerBase
 
+from tutorlib._checks import check_names
+
 __all__ = ["quantize_with_quanto", "quanto_w8a8", "torch_ao_dynamic"]
 
 
 def _check_model(model: object) -> nn.Module:
+    """A module that holds Linear layers (not a bare nn.Linear: both libraries replace the
+    Linear children of a module, so a bare one would come back broken or unchanged)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, nn.Linear):
+        raise TypeError(
+            "model is a bare nn.Linear: wrap it as nn.Sequential(linear), whose child the "
+            "library can replace"
+        )
+    if not any(isinstance(module, nn.Linear) for module in model.modules()):
+        raise ValueError("model has no nn.Linear to quantize")
     return model
 
 
@@ -57,6 +68,9 @@ def quanto_w8a8(
     then stores the int8 weights. In place; the model is also returned.
     """
     _check_model(model)
+    sentences = check_names(sentences, "sentences")
+    if not sentences:
+        raise ValueError("sentences is empty: static activation scales need calibration data")
     quantize(model, weights=qint8, activations=qint8)
     with torch.inference_mode(), Calibration():
         for start in range(0, len(sentences), 32):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from tutorlib._checks import check_choice, check_int
+from tutorlib._checks import check_choice, check_int, check_names, check_real
 from tutorlib.models.minilm import embed
 from tutorlib.models.ranking import cosines_to_reference
 from tutorlib.models.size import model_size_bytes
@@ -123,10 +123,23 @@ def run_benchmark(
     inside linear layers from `profile_linear_layers` (separate, hooked calls); min_cosine from
     `cosines_to_reference` over all `sentences`. Returns rows in the order batch size, then variant.
     """
-    if baseline not in variants:
+    if not isinstance(variants, Mapping) or not all(
+        isinstance(m, nn.Module) for m in variants.values()
+    ):
+        raise TypeError("variants must be a dict {name: model}, e.g. from build_variants")
+    if not isinstance(baseline, str) or baseline not in variants:
         raise ValueError(f"the baseline {baseline!r} is not among the variants {list(variants)}")
-    if any(b < 1 or b > len(sentences) for b in batch_sizes):
-        raise ValueError(f"batch sizes must lie in [1, {len(sentences)}], got {batch_sizes}")
+    sentences = check_names(sentences, "sentences")
+    check_real(int8_peak_ops_per_s, "int8_peak_ops_per_s", 0.0, strict_minimum=True)
+    if isinstance(batch_sizes, str) or not isinstance(batch_sizes, Sequence):
+        raise TypeError(
+            f"batch_sizes must be a sequence of ints, e.g. (1, 32), got {batch_sizes!r}"
+        )
+    batch_sizes = [check_int(b, "batch_sizes", minimum=1) for b in batch_sizes]
+    if not batch_sizes or any(b > len(sentences) for b in batch_sizes):
+        raise ValueError(f"batch_sizes must lie in [1, {len(sentences)}], got {batch_sizes}")
+    if not any(isinstance(m, nn.Linear) for m in variants[baseline].modules()):
+        raise ValueError(f"the baseline {baseline!r} has no nn.Linear: nothing to compare")
     reference = embed(variants[baseline], tokenizer, sentences)  # (sentences, hidden)
     cosines = {
         name: cosines_to_reference(embed(model, tokenizer, sentences), reference).min().item()

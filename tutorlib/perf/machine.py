@@ -75,5 +75,7 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"path {path} is a folder; give the cpuinfo file, e.g. /proc/cpuinfo")
-    text = path.read_text() if path.exists() else ""
+    # the kernel writes ASCII; a byte that is not UTF-8 (a vendor string, a damaged file) must
+    # not stop a lesson: it becomes U+FFFD and the rest is still read
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     return parse_cpuinfo(text)

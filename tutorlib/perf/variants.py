@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tutorlib._checks import check_names
 from tutorlib.layers.replace import replace_linear
 from tutorlib.layers.w8a8 import W8A8Linear
 from tutorlib.layers.w8a16 import W8A16Linear
@@ -94,6 +95,7 @@ def build_variants(
       weights per tensor, activations quantized per tensor at run time).
     - tutorlib W8A16 / W8A8: replace_linear with W8A16Linear / W8A8Linear.
     """
+    names = check_names(names, "names")  # a single string such as "FP32" is refused
     unknown = set(names) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")

@@ -28,12 +28,17 @@ __all__ = ["plot_weight_histogram_with_grid", "plot_sqnr_vs_bits", "plot_clippin
 _DB_PER_BIT = 20 * np.log10(2.0)
 
 
+# The widest grid whose levels are drawn one line each: 256 lines for 8 bits.
+_MAX_DRAWN_BITS = 8
+
+
 def plot_weight_histogram_with_grid(weights: torch.Tensor, params: QuantParams) -> Figure:
     """Histogram of weights with the levels s * (q - z) of a per-tensor k-bit grid drawn over it.
 
     The title counts how many of the 2**k levels hold 90% of the weights: with a bell-shaped
     histogram and a range set by the extremes, most levels sit in the nearly empty tails.
-    `params` are per-tensor QuantParams, e.g. get_scale_and_zero_point(weights, bits=4).
+    `params` are per-tensor QuantParams, e.g. get_scale_and_zero_point(weights, bits=4), of at
+    most 8 bits (a line per level).
     """
     check_float_tensor(weights, "weights")
     if not isinstance(params, QuantParams):
@@ -43,6 +48,11 @@ def plot_weight_histogram_with_grid(weights: torch.Tensor, params: QuantParams) 
         )
     if params.dim is not None or params.group_size is not None:
         raise ValueError("plot_weight_histogram_with_grid draws one per-tensor grid")
+    if params.bits > _MAX_DRAWN_BITS:  # 2**16 vertical lines would take minutes and show nothing
+        raise ValueError(
+            f"params.bits is {params.bits}: a grid of 2**{params.bits} levels cannot be drawn as "
+            f"lines; use at most {_MAX_DRAWN_BITS} bits"
+        )
     q = torch.arange(params.q_min, params.q_max + 1, dtype=torch.int32)  # every integer
     levels = linear_dequantize(q, params).double().numpy()  # s * (q - z)
     nearest = linear_quantize(weights.detach(), params).long()  # each weight's integer

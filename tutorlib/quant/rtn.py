@@ -42,7 +42,20 @@ def _storable(params: QuantParams) -> QuantParams:
 
     The 4-bit layer stores scales in float16; quantizing with the rounded scale from the start
     means that storing it loses nothing (the layer gives exactly QuantizedTensor.dequantize()).
+    Rounding a normal float16 moves a scale by at most 2**-11 of itself; below float16's
+    smallest normal number (2**-14, a group range below (2**bits - 1) * 2**-14, e.g. 9.2e-4 at
+    4 bits) the relative error grows without bound, so such grids are refused.
     """
+    tiny = torch.finfo(torch.float16).tiny  # 2**-14: below it float16 is subnormal
+    if bool((params.scale < tiny).any()):
+        smallest = params.scale.min().item()
+        raise ValueError(
+            f"a group's scale ({smallest:.3g}) is below float16's smallest normal number "
+            f"({tiny:.3g}): stored in float16 it would lose so many digits that the grid no "
+            f"longer covers the group (weights up to half a step or more from their level). "
+            f"The weight has a group whose range is below {tiny * (2**params.bits - 1):.3g}: "
+            "use a larger group_size, or keep this layer in float"
+        )
     scale = params.scale.half().float()
     return QuantParams(
         scale, params.zero_point, params.bits, params.symmetric, params.dim, params.group_size
