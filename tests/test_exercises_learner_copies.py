@@ -11,7 +11,7 @@ from tutorlib.exercises.learner_copies import learner_notebook, stub_source, wri
 SOLUTION_FUNCTION = '''import torch
 
 
-def pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
+def my_pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
     """Sum by halves.
 
     sum(t) = sum(first half) + sum(second half).
@@ -19,21 +19,21 @@ def pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
     n = terms.shape[0]
     if n == 1:
         return terms[0]
-    return pairwise_sum(terms[: n // 2]) + pairwise_sum(terms[n // 2 :])
+    return my_pairwise_sum(terms[: n // 2]) + my_pairwise_sum(terms[n // 2 :])
 
 
-check("l2-pairwise-sum", pairwise_sum)'''
+check("l2-pairwise-sum", my_pairwise_sum)'''
 
 STUB_FUNCTION = '''import torch
 
-def pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
+def my_pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
     """Sum by halves.
 
     sum(t) = sum(first half) + sum(second half).
     """
     ...
 
-check("l2-pairwise-sum", pairwise_sum)'''
+check("l2-pairwise-sum", my_pairwise_sum)'''
 
 
 def synthetic_notebook() -> dict:
@@ -102,7 +102,7 @@ def test_write_learner_copies(tmp_path):
 def test_real_solution_code_passes_its_check():
     namespace: dict = {}
     exec(SOLUTION_FUNCTION.rsplit("\n", 1)[0], namespace)
-    assert check("l2-pairwise-sum", namespace["pairwise_sum"]).passed
+    assert check("l2-pairwise-sum", namespace["my_pairwise_sum"]).passed
 
 
 @pytest.mark.parametrize(

@@ -7,19 +7,27 @@ from tutorlib.exercises import check
 from tutorlib.exercises.lesson1 import (
     DECODED_BFLOAT16,
     _decode_cases,
-    decode_normal,
-    integer_range,
-    parameter_bytes,
+    my_decode_normal,
+    my_integer_limits,
+    my_parameter_bytes,
 )
 from tutorlib.formats.float_bits import decode_fields, float_bits
+from tutorlib.quant.params import integer_range
 
 
 @pytest.mark.parametrize(
     "dtype", [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64], ids=str
 )
-def test_integer_range_agrees_with_iinfo(dtype):
+def test_integer_limits_agree_with_iinfo(dtype):
     info = torch.iinfo(dtype)
-    assert integer_range(info.bits, dtype.is_signed) == (info.min, info.max)
+    assert my_integer_limits(info.bits, dtype.is_signed) == (info.min, info.max)
+
+
+def test_integer_limits_are_the_full_range_not_tutorlibs_restricted_one():
+    """The exercise's range holds -2^(k-1); Lesson 4's symmetric grid stops at -(2^(k-1) - 1)."""
+    assert my_integer_limits(8, True) == (-128, 127)
+    assert integer_range(8, symmetric=True) == (-127, 127)
+    assert my_integer_limits(8, False) == integer_range(8, symmetric=False) == (0, 255)
 
 
 def test_decoded_bfloat16_is_what_torch_stores():
@@ -33,11 +41,11 @@ def test_decode_normal_agrees_with_tutorlib_dtypes():
     layouts |= {(11, 52): torch.float64, (4, 3): torch.float8_e4m3fn, (5, 2): torch.float8_e5m2}
     for s, e_field, m_field, e, m in _decode_cases():
         expected = decode_fields(s, e_field, m_field, layouts[(e, m)])
-        assert decode_normal(s, e_field, m_field, e, m) == expected
+        assert my_decode_normal(s, e_field, m_field, e, m) == expected
 
 
 def test_parameter_bytes_textbook_case():
-    assert parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000
+    assert my_parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000
 
 
 def _unsigned_2k(bits, signed):

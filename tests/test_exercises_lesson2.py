@@ -11,13 +11,13 @@ from tutorlib.exercises.lesson2 import (
     _float32_accumulated,
     _pairwise_cases,
     _sequential,
-    gamma,
+    my_gamma,
+    my_pairwise_sum,
+    my_unit_roundoff,
     pairwise_bound,
-    pairwise_sum,
-    unit_roundoff,
 )
-from tutorlib.formats.dot_products import pairwise_sum as tutorlib_pairwise_sum
-from tutorlib.formats.error_bounds import unit_roundoff as tutorlib_unit_roundoff
+from tutorlib.formats.dot_products import pairwise_sum
+from tutorlib.formats.error_bounds import unit_roundoff
 
 
 def test_running_sum_of_ones_stalls_where_the_answer_says():
@@ -29,25 +29,25 @@ def test_running_sum_of_ones_stalls_where_the_answer_says():
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 def test_unit_roundoff_agrees_with_tutorlib(dtype):
-    assert unit_roundoff(dtype) == tutorlib_unit_roundoff(dtype)
+    assert my_unit_roundoff(dtype) == unit_roundoff(dtype)
 
 
 def test_gamma_textbook_cases():
-    assert gamma(1000, 2.0**-24) == pytest.approx(1000 * 2.0**-24 / (1 - 1000 * 2.0**-24))
-    assert gamma(256, 2.0**-8) == math.inf
+    assert my_gamma(1000, 2.0**-24) == pytest.approx(1000 * 2.0**-24 / (1 - 1000 * 2.0**-24))
+    assert my_gamma(256, 2.0**-8) == math.inf
 
 
 @pytest.mark.parametrize("case", _pairwise_cases(), ids=lambda c: c[0])
 def test_pairwise_sum_within_its_bound_and_its_own_dtype(case):
     _, terms = case
-    result = pairwise_sum(terms)
+    result = my_pairwise_sum(terms)
     assert result.dtype == terms.dtype
     assert abs(result.item() - terms.double().sum().item()) <= pairwise_bound(terms)
 
 
 def test_pairwise_sum_matches_tutorlib_on_a_power_of_two():
     terms = torch.rand(1024, generator=torch.Generator().manual_seed(0)).bfloat16()
-    assert pairwise_sum(terms).item() == tutorlib_pairwise_sum(terms).item()
+    assert my_pairwise_sum(terms).item() == pairwise_sum(terms).item()
 
 
 def test_the_stall_case_defeats_sequential_summation():
@@ -59,7 +59,9 @@ def test_the_stall_case_defeats_sequential_summation():
 def test_float32_accumulation_is_told_apart_from_pairwise():
     long_low_precision = [t for _, t in _pairwise_cases() if t.dtype != torch.float32]
     long_low_precision = [t for t in long_low_precision if t.numel() >= 100]
-    differs = [pairwise_sum(t).item() != _float32_accumulated(t).item() for t in long_low_precision]
+    differs = [
+        my_pairwise_sum(t).item() != _float32_accumulated(t).item() for t in long_low_precision
+    ]
     assert sum(differs) >= 3
 
 

@@ -10,9 +10,9 @@ from tutorlib.exercises import check
 from tutorlib.exercises.lesson3 import (
     BF16_MAX_CHANGE_8_TO_16,
     _hidden_models,
-    min_cosine,
-    model_bytes,
-    top1_agreement,
+    my_min_cosine,
+    my_model_bytes,
+    my_top1_agreement,
 )
 
 
@@ -21,7 +21,7 @@ def test_model_bytes_agrees_with_a_real_cast(dtype):
     for _, model in _hidden_models():
         cast = copy.deepcopy(model).to(dtype)
         tensors = {t.data_ptr(): t for t in [*cast.parameters(), *cast.buffers()]}
-        assert model_bytes(model, dtype) == sum(t.nbytes for t in tensors.values())
+        assert my_model_bytes(model, dtype) == sum(t.nbytes for t in tensors.values())
 
 
 def test_bf16_max_change_is_reached_and_not_exceeded():
@@ -33,11 +33,11 @@ def test_bf16_max_change_is_reached_and_not_exceeded():
 
 
 def test_min_cosine_and_top1_textbook_cases():
-    assert min_cosine(torch.tensor([[1.0, 0], [0, 1]]), torch.tensor([[1.0, 0], [1, 1]])) == (
+    assert my_min_cosine(torch.tensor([[1.0, 0], [0, 1]]), torch.tensor([[1.0, 0], [1, 1]])) == (
         pytest.approx(2**-0.5)
     )
     a, b = torch.tensor([[2.0, 1], [0, 3]]), torch.tensor([[1.0, 2], [0, 4]])
-    assert top1_agreement(a, b) == 0.5
+    assert my_top1_agreement(a, b) == 0.5
 
 
 def _bytes_casting_in_place(model, dtype):
@@ -75,8 +75,8 @@ WRONG = [
     ("l3-min-cosine", lambda a, b: (a * b).sum(1).min(), "divide each dot product"),
     ("l3-min-cosine", lambda a, b: [1.0], "should be a number, got list"),
     ("l3-top1-agreement", lambda a, b: (a.argmax(1) == b.argmax(1)).sum(), "that is a count"),
-    ("l3-top1-agreement", lambda a, b: top1_agreement(a.T, b.T), "the last axis"),
-    ("l3-top1-agreement", lambda a, b: 100 * top1_agreement(a, b), "that is a percentage"),
+    ("l3-top1-agreement", lambda a, b: my_top1_agreement(a.T, b.T), "the last axis"),
+    ("l3-top1-agreement", lambda a, b: 100 * my_top1_agreement(a, b), "that is a percentage"),
 ]
 
 

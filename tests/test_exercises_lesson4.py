@@ -9,13 +9,13 @@ from tutorlib.exercises import check
 from tutorlib.exercises.lesson4 import (
     _quantize_cases,
     _zero_point_cases,
-    get_per_channel_scales,
-    get_scale_and_zero_point,
-    get_symmetric_scale,
-    linear_dequantize,
-    linear_quantize,
-    pack_4bit,
-    sqnr_db,
+    my_get_per_channel_scales,
+    my_get_scale_and_zero_point,
+    my_get_symmetric_scale,
+    my_linear_dequantize,
+    my_linear_quantize,
+    my_pack_4bit,
+    my_sqnr_db,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
@@ -23,16 +23,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWa
 
 def test_textbook_case():
     r = torch.tensor([-1.0, 0.5, 3.0])
-    scale, zero_point = get_scale_and_zero_point(r, 8)
+    scale, zero_point = my_get_scale_and_zero_point(r, 8)
     assert scale == pytest.approx(4 / 255) and zero_point == 64
-    assert get_symmetric_scale(r, 8) == pytest.approx(3 / 127)
-    q = linear_quantize(r, scale, zero_point, 8)
+    assert my_get_symmetric_scale(r, 8) == pytest.approx(3 / 127)
+    q = my_linear_quantize(r, scale, zero_point, 8)
     assert q.tolist() == [0, 96, 255]
-    assert linear_dequantize(q, scale, zero_point).tolist() == pytest.approx(
+    assert my_linear_dequantize(q, scale, zero_point).tolist() == pytest.approx(
         [-1.0039, 0.5020, 2.9961], abs=1e-4
     )
-    assert pack_4bit(torch.tensor([3, 12, 15, 0], dtype=torch.uint8)).tolist() == [195, 15]
-    assert sqnr_db(torch.tensor([1.0, -2.0]), torch.tensor([1.1, -2.0])) == pytest.approx(
+    assert my_pack_4bit(torch.tensor([3, 12, 15, 0], dtype=torch.uint8)).tolist() == [195, 15]
+    assert my_sqnr_db(torch.tensor([1.0, -2.0]), torch.tensor([1.1, -2.0])) == pytest.approx(
         26.99, abs=0.01
     )
 
@@ -43,7 +43,7 @@ def test_scale_and_zero_point_agree_with_the_minmax_observer(case):
     observer = torch.ao.quantization.MinMaxObserver(quant_min=0, quant_max=2**bits - 1)
     observer(r)
     scale, zero_point = observer.calculate_qparams()
-    expected_scale, expected_zero_point = get_scale_and_zero_point(r, bits)
+    expected_scale, expected_zero_point = my_get_scale_and_zero_point(r, bits)
     assert expected_scale == pytest.approx(scale.item(), rel=1e-6)
     assert expected_zero_point == zero_point.item()
 
@@ -52,7 +52,7 @@ def test_scale_and_zero_point_agree_with_the_minmax_observer(case):
 def test_hidden_zero_points_are_far_from_ties(case):
     """A float32 learner and the float64 reference round r_min / s the same way."""
     _, r, bits = case
-    scale, _ = get_scale_and_zero_point(r, bits)
+    scale, _ = my_get_scale_and_zero_point(r, bits)
     fraction = (min(r.min().item(), 0.0) / scale) % 1
     assert abs(fraction - 0.5) > 1e-3
 
@@ -67,14 +67,16 @@ def test_hidden_quantize_inputs_are_far_from_ties(case):
 def test_quantize_agrees_with_quantize_per_tensor():
     _, r, s, z, bits = _quantize_cases()[0]
     reference = torch.quantize_per_tensor(r, s, z, torch.quint8).int_repr()
-    assert torch.equal(linear_quantize(r, s, z, bits), reference.to(torch.int32))
+    assert torch.equal(my_linear_quantize(r, s, z, bits), reference.to(torch.int32))
 
 
 def test_per_channel_scales_are_each_rows_symmetric_scale():
     weight = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
-    scales = get_per_channel_scales(weight, 4)
+    scales = my_get_per_channel_scales(weight, 4)
     assert scales.shape == (5, 1)
-    assert scales[:, 0].tolist() == pytest.approx([get_symmetric_scale(row, 4) for row in weight])
+    assert scales[:, 0].tolist() == pytest.approx(
+        [my_get_symmetric_scale(row, 4) for row in weight]
+    )
 
 
 def _zero_point_2k(r, bits):
@@ -84,7 +86,7 @@ def _zero_point_2k(r, bits):
 
 
 def _zero_point_floor(r, bits):
-    scale, _ = get_scale_and_zero_point(r, bits)
+    scale, _ = my_get_scale_and_zero_point(r, bits)
     return scale, -math.floor(min(r.min().item(), 0.0) / scale)
 
 
@@ -95,7 +97,7 @@ def _zero_point_not_widened(r, bits):
 
 
 def _zero_point_unrounded(r, bits):
-    scale, _ = get_scale_and_zero_point(r, bits)
+    scale, _ = my_get_scale_and_zero_point(r, bits)
     return scale, -min(r.min().item(), 0.0) / scale
 
 
@@ -143,7 +145,7 @@ WRONG = [
     ),
     (
         "l4-quantize",
-        lambda r, s, z, k: linear_quantize(r, s, z, k).float(),
+        lambda r, s, z, k: my_linear_quantize(r, s, z, k).float(),
         "q should hold integers",
     ),
     ("l4-dequantize", lambda q, s, z: s * q.float(), "subtract the zero point"),
@@ -163,7 +165,7 @@ WRONG = [
     ),
     ("l4-pack-4bit", lambda q: q[1::2] | (q[0::2] << 4), "the first value goes in the low 4 bits"),
     ("l4-pack-4bit", lambda q: q[..., 0::2] | (q[..., 1::2] << 2), "not 2"),
-    ("l4-pack-4bit", lambda q: pack_4bit(q).long(), "dtype torch.uint8"),
+    ("l4-pack-4bit", lambda q: my_pack_4bit(q).long(), "dtype torch.uint8"),
 ]
 
 

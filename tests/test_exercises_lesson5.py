@@ -6,15 +6,15 @@ import torch
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson5 import (
     AMDAHL_SPEEDUP,
-    int8_matmul,
-    int32_headroom,
-    quantize_per_token,
-    w8a8_rescale,
+    my_int8_matmul,
+    my_int32_headroom,
+    my_quantize_per_token,
+    my_w8a8_rescale,
 )
 
 
 def test_per_token_textbook_case():
-    q, scale = quantize_per_token(torch.tensor([[0.5, -1.27, 0.1]]))
+    q, scale = my_quantize_per_token(torch.tensor([[0.5, -1.27, 0.1]]))
     assert q.tolist() == [[50, -127, 10]] and q.dtype == torch.int8
     assert scale.shape == (1, 1) and scale.item() == pytest.approx(0.01)
 
@@ -24,7 +24,7 @@ def test_per_token_textbook_case():
 )  # deprecated, still right
 def test_per_token_agrees_with_quantize_per_channel():
     x = torch.randn(6, 32, generator=torch.Generator().manual_seed(0))
-    q, scale = quantize_per_token(x)
+    q, scale = my_quantize_per_token(x)
     zero = torch.zeros(6, dtype=torch.int64)
     reference = torch.quantize_per_channel(x, scale[:, 0].double(), zero, 0, torch.qint8)
     assert torch.equal(q, reference.int_repr())
@@ -34,18 +34,18 @@ def test_int8_matmul_agrees_with_int_mm():
     generator = torch.Generator().manual_seed(0)
     x_q = torch.randint(-128, 128, (32, 64), generator=generator, dtype=torch.int8)
     w_q = torch.randint(-128, 128, (16, 64), generator=generator, dtype=torch.int8)
-    assert torch.equal(int8_matmul(x_q, w_q), torch._int_mm(x_q, w_q.T.contiguous()))
+    assert torch.equal(my_int8_matmul(x_q, w_q), torch._int_mm(x_q, w_q.T.contiguous()))
 
 
 def test_rescale_textbook_case():
     acc = torch.tensor([[5080]], dtype=torch.int32)
-    y = w8a8_rescale(acc, torch.tensor([[0.01]]), torch.tensor([0.02]), torch.tensor([0.5]))
+    y = my_w8a8_rescale(acc, torch.tensor([[0.01]]), torch.tensor([0.02]), torch.tensor([0.5]))
     assert y.item() == pytest.approx(1.516)
 
 
 def test_int32_headroom_from_iinfo():
-    assert int32_headroom(8) == torch.iinfo(torch.int32).max // torch.iinfo(torch.int8).min ** 2
-    assert int32_headroom(8) == 131_071
+    assert my_int32_headroom(8) == torch.iinfo(torch.int32).max // torch.iinfo(torch.int8).min ** 2
+    assert my_int32_headroom(8) == 131_071
 
 
 def test_amdahl_value():
@@ -73,7 +73,7 @@ def _floor(x):
 
 
 def _float_q(x):
-    q, scale = quantize_per_token(x)
+    q, scale = my_quantize_per_token(x)
     return q.float(), scale
 
 
@@ -83,7 +83,7 @@ WRONG = [
     ("l5-per-token", _no_floor, "a row of zeros gets scale 0"),
     ("l5-per-token", _floor, "round x / s to the nearest, not floor"),
     ("l5-per-token", _float_q, "q should have dtype torch.int8"),
-    ("l5-per-token", lambda x: quantize_per_token(x)[0], "return a pair (q, scale)"),
+    ("l5-per-token", lambda x: my_quantize_per_token(x)[0], "return a pair (q, scale)"),
     ("l5-int8-matmul", lambda x, w: x @ w.T, "wrapped around"),
     ("l5-int8-matmul", lambda x, w: (x.float() @ w.float().T).int(), "float32 holds integers"),
     ("l5-int8-matmul", lambda x, w: x.long() @ w.long().T, "dtype torch.int32"),

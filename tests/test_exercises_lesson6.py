@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from tutorlib.exercises import EXERCISES, check
-from tutorlib.exercises.lesson6 import LAYER_BYTES, bits_per_weight, gptq_step
+from tutorlib.exercises.lesson6 import LAYER_BYTES, my_bits_per_weight, my_gptq_step
 from tutorlib.layers.w4a16 import W4A16Linear
-from tutorlib.models.weight_bits import bits_per_weight as tutorlib_bits_per_weight
+from tutorlib.models.size import bits_per_weight
 from tutorlib.quant.gptq import spread_column_error
 
 
@@ -17,7 +17,7 @@ def test_every_solution_passes_its_own_check():
 
 def test_bits_per_weight_agrees_with_tutorlib():
     for bits, group_size in [(4, 128), (3, 32), (8, 384)]:
-        assert bits_per_weight(bits, group_size) == tutorlib_bits_per_weight(bits, group_size)
+        assert my_bits_per_weight(bits, group_size) == bits_per_weight(bits, group_size)
 
 
 def test_step_agrees_with_spread_column_error():
@@ -25,7 +25,7 @@ def test_step_agrees_with_spread_column_error():
     w = torch.randn(4, 6, generator=g)
     u = torch.triu(torch.rand(6, 6, generator=g)) + torch.eye(6)
     w_hat = torch.round(w[:, 2])
-    assert torch.allclose(gptq_step(w, u, 2, w_hat), spread_column_error(w, u, 2, w_hat))
+    assert torch.allclose(my_gptq_step(w, u, 2, w_hat), spread_column_error(w, u, 2, w_hat))
 
 
 def test_layer_bytes_is_the_layers_buffers():

@@ -1,10 +1,11 @@
-"""Lesson 1 exercises: integer ranges, the three fields of a float, bytes per parameter.
+"""Lesson 1 exercises: integer limits, the three fields of a float, bytes per parameter.
 
-From recall (decode one bfloat16 bit pattern by hand) to implementation (the range of any
+From recall (decode one bfloat16 bit pattern by hand) to implementation (the full range of any
 k-bit integer type, the decoding formula of any float layout, the bytes of n parameters).
+The functions to write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: subnormals, inf and NaN in the decoding exercises (Lesson 1 shows them with
-``tutorlib.dtypes.float_bits``); the checkers compare with that module's ``decode_fields``.
+``tutorlib.formats.float_bits``); the checkers compare with that module's ``decode_fields``.
 """
 
 import operator
@@ -31,12 +32,13 @@ __all__: list[str] = []  # reference solutions are reached through EXERCISES[id]
 # ---------------------------------------------------------------- l1-integer-range
 
 
-def integer_range(bits: int, signed: bool) -> tuple[int, int]:
-    """(q_min, q_max) of a k-bit integer type.
+def my_integer_limits(bits: int, signed: bool) -> tuple[int, int]:
+    """(q_min, q_max), the full range of a k-bit integer type, as torch.iinfo gives it.
 
     signed (two's complement): [-2**(k-1), 2**(k-1) - 1]; unsigned: [0, 2**k - 1].
-    Example: integer_range(8, True) == (-128, 127), integer_range(8, False) == (0, 255),
-    the same as torch.iinfo(torch.int8) and torch.iinfo(torch.uint8).
+    Example: my_integer_limits(8, True) == (-128, 127), my_integer_limits(8, False) == (0, 255),
+    the same as torch.iinfo(torch.int8) and torch.iinfo(torch.uint8). (Lesson 4's symmetric
+    quantization uses only [-127, 127] of int8: tutorlib.quant.params.integer_range.)
     """
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -54,8 +56,9 @@ def _range_mistakes(bits: int, signed: bool) -> list[tuple[object, str]]:
             ((-half, half), "q_max is one too large: the top of a signed type is 2^(k-1) - 1"),
             (
                 (-(half - 1), half - 1),
-                "that is the restricted symmetric range of Lesson 4; a two's complement type "
-                "also holds -2^(k-1)",
+                "that is the restricted symmetric range of Lesson 4 (tutorlib's integer_range "
+                "with symmetric=True); the full range of a two's complement type also holds "
+                "-2^(k-1)",
             ),
             ((-(2**bits), 2**bits - 1), "one of the k bits is the sign: use k - 1, not k"),
             ((0, 2**bits - 1), "that is the unsigned range; signed=True asks for two's complement"),
@@ -73,11 +76,11 @@ def _as_pair(value: object) -> tuple[int, int]:
 
 
 def _check_integer_range(answer: object) -> str:
-    function = expect_callable(answer, 'check("l1-integer-range", integer_range)')
+    function = expect_callable(answer, 'check("l1-integer-range", my_integer_limits)')
     for bits, signed in _RANGE_CASES:
         case = f"bits={bits}, signed={signed}"
         got = _as_pair(call(function, bits, signed, case=case))
-        expected = integer_range(bits, signed)
+        expected = my_integer_limits(bits, signed)
         verify(got, expected, _range_mistakes(bits, signed), operator.eq, case)
     return (
         f"right for {len(_RANGE_CASES)} hidden cases from 2 to 64 bits; "
@@ -89,8 +92,10 @@ register(
     Exercise(
         id="l1-integer-range",
         lesson=1,
-        prompt="Write integer_range(bits, signed) -> (q_min, q_max) for a k-bit integer type.",
-        solution=integer_range,
+        prompt=(
+            "Write my_integer_limits(bits, signed) -> (q_min, q_max), a k-bit type's full range."
+        ),
+        solution=my_integer_limits,
         checker=_check_integer_range,
     )
 )
@@ -132,7 +137,7 @@ register(
 # ---------------------------------------------------------------- l1-decode-normal
 
 
-def decode_normal(
+def my_decode_normal(
     sign: int, biased_exponent: int, mantissa: int, exponent_bits: int, mantissa_bits: int
 ) -> float:
     """The normal number that the fields (s, E, M) encode in a layout of e and m bits.
@@ -185,7 +190,7 @@ def _decode_mistakes(s: int, E: int, M: int, e: int, m: int) -> list[tuple[objec
 
 
 def _check_decode_normal(answer: object) -> str:
-    function = expect_callable(answer, 'check("l1-decode-normal", decode_normal)')
+    function = expect_callable(answer, 'check("l1-decode-normal", my_decode_normal)')
     # Every value of these layouts is exact in float64; one ulp (2**-52 relative) allows a
     # different but valid order of operations.
     same = same_number(rel_tol=2.0**-52)
@@ -193,7 +198,7 @@ def _check_decode_normal(answer: object) -> str:
     for s, E, M, e, m in cases:
         case = f"sign={s}, biased_exponent={E}, mantissa={M}, exponent_bits={e}, mantissa_bits={m}"
         got = expect_number(call(function, s, E, M, e, m, case=case), "the decoded value")
-        verify(got, decode_normal(s, E, M, e, m), _decode_mistakes(s, E, M, e, m), same, case)
+        verify(got, my_decode_normal(s, E, M, e, m), _decode_mistakes(s, E, M, e, m), same, case)
     return (
         f"right on {len(cases)} hidden fields of bfloat16, float16, float32, float64 and both "
         "float8 layouts: (-1)^s 2^(E - bias) (1 + M/2^m) with bias = 2^(e-1) - 1."
@@ -204,8 +209,10 @@ register(
     Exercise(
         id="l1-decode-normal",
         lesson=1,
-        prompt="Write decode_normal(sign, biased_exponent, mantissa, exponent_bits, mantissa_bits)",
-        solution=decode_normal,
+        prompt=(
+            "Write my_decode_normal(sign, biased_exponent, mantissa, exponent_bits, mantissa_bits)"
+        ),
+        solution=my_decode_normal,
         checker=_check_decode_normal,
     )
 )
@@ -214,13 +221,13 @@ register(
 # ---------------------------------------------------------------- l1-parameter-bytes
 
 
-def parameter_bytes(n_parameters: int, dtype: torch.dtype) -> int:
+def my_parameter_bytes(n_parameters: int, dtype: torch.dtype) -> int:
     """Bytes to store n parameters of a byte-sized dtype: n * bits / 8 = n * dtype.itemsize.
 
     (Sub-byte types such as torch.uint4 report itemsize 1 but pack two values per byte: see
-    tutorlib.dtypes.bytes_for_parameters. The hidden cases use byte-sized dtypes only.)
+    tutorlib.formats.dtypes.bytes_for_parameters. The hidden cases use byte-sized dtypes only.)
 
-    Example: parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000 (2 GB).
+    Example: my_parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000 (2 GB).
     """
     return n_parameters * dtype.itemsize
 
@@ -237,7 +244,7 @@ _BYTES_CASES = [
 
 
 def _bytes_mistakes(n: int, dtype: torch.dtype) -> list[tuple[object, str]]:
-    right = parameter_bytes(n, dtype)
+    right = my_parameter_bytes(n, dtype)
     return [
         (n * dtype.itemsize * 8, "that is bits, not bytes: divide by 8"),
         (n * 4, "every dtype does not take 4 bytes: use dtype.itemsize (or finfo/iinfo bits / 8)"),
@@ -249,11 +256,11 @@ def _bytes_mistakes(n: int, dtype: torch.dtype) -> list[tuple[object, str]]:
 
 
 def _check_parameter_bytes(answer: object) -> str:
-    function = expect_callable(answer, 'check("l1-parameter-bytes", parameter_bytes)')
+    function = expect_callable(answer, 'check("l1-parameter-bytes", my_parameter_bytes)')
     for n, dtype in _BYTES_CASES:
         case = f"n_parameters={n:,}, dtype={dtype}"
         got = call(function, n, dtype, case=case)
-        expected = parameter_bytes(n, dtype)
+        expected = my_parameter_bytes(n, dtype)
         if isinstance(got, float) and got == expected:
             raise Wrong(f"the right number as a float ({got!r}); return an int: use // or int()")
         got = expect_number(got, "the number of bytes")
@@ -265,8 +272,8 @@ register(
     Exercise(
         id="l1-parameter-bytes",
         lesson=1,
-        prompt="Write parameter_bytes(n_parameters, dtype) -> int, the bytes they take.",
-        solution=parameter_bytes,
+        prompt="Write my_parameter_bytes(n_parameters, dtype) -> int, the bytes they take.",
+        solution=my_parameter_bytes,
         checker=_check_parameter_bytes,
     )
 )

@@ -1,7 +1,8 @@
 """Lesson 2 exercises: unit roundoff, the bfloat16 stall, gamma_n and pairwise summation.
 
 From recall (where a bfloat16 running sum of ones stops) to implementation (pairwise summation,
-checked against float64 with the error bound of Higham 2002, section 4.2).
+checked against float64 with the error bound of Higham 2002, section 4.2). The functions to
+write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: the probabilistic bound as an exercise (it holds only with high probability, so no
 hidden case could check it without false alarms).
@@ -31,7 +32,7 @@ __all__: list[str] = []  # reference solutions are reached through EXERCISES[id]
 # ---------------------------------------------------------------- l2-unit-roundoff
 
 
-def unit_roundoff(dtype: torch.dtype) -> float:
+def my_unit_roundoff(dtype: torch.dtype) -> float:
     """u = 2**-p = eps / 2, with p significand bits (the hidden one included).
 
     Rounding to nearest errs by at most half the gap above 1 (eps): |fl(r) - r| <= u |r|.
@@ -51,7 +52,7 @@ _U_DTYPES = [
 
 
 def _check_unit_roundoff(answer: object) -> str:
-    function = expect_callable(answer, 'check("l2-unit-roundoff", unit_roundoff)')
+    function = expect_callable(answer, 'check("l2-unit-roundoff", my_unit_roundoff)')
     for dtype in _U_DTYPES:
         case = f"dtype={dtype}"
         got = expect_number(call(function, dtype, case=case), "u")
@@ -61,7 +62,7 @@ def _check_unit_roundoff(answer: object) -> str:
             (info.resolution, "finfo.resolution is a decimal approximation; use eps / 2"),
             (info.eps / 4, "u is eps / 2, not eps / 4"),
         ]
-        verify(got, unit_roundoff(dtype), mistakes, same_number(), case)  # powers of 2: exact
+        verify(got, my_unit_roundoff(dtype), mistakes, same_number(), case)  # powers of 2: exact
     return "right: u = eps / 2 = 2^-p, e.g. 2^-8 for bfloat16 and 2^-24 for float32."
 
 
@@ -69,8 +70,10 @@ register(
     Exercise(
         id="l2-unit-roundoff",
         lesson=2,
-        prompt="Write unit_roundoff(dtype) -> float, the unit roundoff u = 2^-p of a float dtype.",
-        solution=unit_roundoff,
+        prompt=(
+            "Write my_unit_roundoff(dtype) -> float, the unit roundoff u = 2^-p of a float dtype."
+        ),
+        solution=my_unit_roundoff,
         checker=_check_unit_roundoff,
     )
 )
@@ -116,11 +119,11 @@ register(
 # ---------------------------------------------------------------- l2-gamma
 
 
-def gamma(n: int, u: float) -> float:
+def my_gamma(n: int, u: float) -> float:
     """gamma_n = n u / (1 - n u), the constant of the deterministic bound (Higham 2002, eq. 3.5).
 
     Defined while n u < 1; for n u >= 1 the bound says nothing and this returns math.inf.
-    Example: gamma(1000, 2**-24) = 5.96e-05; gamma(256, 2**-8) = inf.
+    Example: my_gamma(1000, 2**-24) = 5.96e-05; my_gamma(256, 2**-8) = inf.
     """
     if n * u >= 1:
         return math.inf
@@ -132,7 +135,7 @@ _GAMMA_CASES += [(10**6, 2.0**-24), (256, 2.0**-8), (300, 2.0**-8), (4096, 2.0**
 
 
 def _check_gamma(answer: object) -> str:
-    function = expect_callable(answer, 'check("l2-gamma", gamma)')
+    function = expect_callable(answer, 'check("l2-gamma", my_gamma)')
     # A few float64 roundings in a different order differ by a few ulps: 1e-12 is far above
     # that and far below any mistake.
     same = same_number(rel_tol=1e-12)
@@ -146,7 +149,7 @@ def _check_gamma(answer: object) -> str:
         ]
         if n * u >= 1 and math.isfinite(got):
             mistakes.append((got, "when n u >= 1 the bound is meaningless: return math.inf"))
-        verify(got, gamma(n, u), mistakes, same, case)
+        verify(got, my_gamma(n, u), mistakes, same, case)
     return "right: gamma_n = n u / (1 - n u), and inf once n u >= 1 (n = 256 in bfloat16)."
 
 
@@ -154,8 +157,8 @@ register(
     Exercise(
         id="l2-gamma",
         lesson=2,
-        prompt="Write gamma(n, u) -> n u / (1 - n u), or math.inf when n u >= 1.",
-        solution=gamma,
+        prompt="Write my_gamma(n, u) -> n u / (1 - n u), or math.inf when n u >= 1.",
+        solution=my_gamma,
         checker=_check_gamma,
     )
 )
@@ -164,7 +167,7 @@ register(
 # ---------------------------------------------------------------- l2-pairwise-sum
 
 
-def pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
+def my_pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
     """Sum a 1-D tensor by halves, in its own dtype: sum(t) = sum(first half) + sum(second half).
 
     Each addition of two 0-d tensors is rounded to their dtype; the tree has depth
@@ -176,7 +179,7 @@ def pairwise_sum(terms: torch.Tensor) -> torch.Tensor:
     if n == 1:
         return terms[0]
     half = n // 2
-    return pairwise_sum(terms[:half]) + pairwise_sum(terms[half:])
+    return my_pairwise_sum(terms[:half]) + my_pairwise_sum(terms[half:])
 
 
 def _pairwise_cases() -> list[tuple[str, torch.Tensor]]:
@@ -207,7 +210,7 @@ def pairwise_bound(terms: torch.Tensor) -> float:
     Example: 1000 bfloat16 terms in [0, 1): h = 10, gamma_10 = 0.0406, bound 0.0406 * sum.
     """
     depth = math.ceil(math.log2(terms.numel()))  # 0 for one term: no addition, no error
-    return gamma(depth, unit_roundoff(terms.dtype)) * terms.double().abs().sum().item()
+    return my_gamma(depth, my_unit_roundoff(terms.dtype)) * terms.double().abs().sum().item()
 
 
 def _sequential(terms: torch.Tensor) -> torch.Tensor:
@@ -220,11 +223,11 @@ def _float32_accumulated(terms: torch.Tensor) -> torch.Tensor:
 
 def _stall_case_sum() -> float:
     _, squares = _pairwise_cases()[0]
-    return pairwise_sum(squares).item()
+    return my_pairwise_sum(squares).item()
 
 
 def _check_pairwise_sum(answer: object) -> str:
-    function = expect_callable(answer, 'check("l2-pairwise-sum", pairwise_sum)')
+    function = expect_callable(answer, 'check("l2-pairwise-sum", my_pairwise_sum)')
     like_float32_accumulator, differs_from_it = True, 0
     for case, terms in _pairwise_cases():
         got = call(function, terms, case=case)
@@ -246,7 +249,7 @@ def _check_pairwise_sum(answer: object) -> str:
         if terms.dtype != torch.float32 and terms.numel() >= 100:
             float32_sum = _float32_accumulated(terms).item()
             like_float32_accumulator &= got.item() == float32_sum
-            differs_from_it += pairwise_sum(terms).item() != float32_sum
+            differs_from_it += my_pairwise_sum(terms).item() != float32_sum
     if like_float32_accumulator and differs_from_it >= 3:
         raise Wrong(
             "your sums are those of a float32 accumulator (as torch.sum gives): add the terms in "
@@ -263,8 +266,8 @@ register(
     Exercise(
         id="l2-pairwise-sum",
         lesson=2,
-        prompt="Write pairwise_sum(terms) that adds a 1-D tensor by halves, in its own dtype.",
-        solution=pairwise_sum,
+        prompt="Write my_pairwise_sum(terms) that adds a 1-D tensor by halves, in its own dtype.",
+        solution=my_pairwise_sum,
         checker=_check_pairwise_sum,
     )
 )

@@ -1,7 +1,8 @@
 """Lesson 3 exercises: a model's bytes in a dtype, the rounding of a cast, comparing outputs.
 
 From recall (how far a cast to bfloat16 can move a logit) to implementation (a model's size after
-a cast, the smallest cosine similarity between two sets of embeddings, top-1 agreement).
+a cast, the smallest cosine similarity between two sets of embeddings, top-1 agreement). The
+functions to write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: running real models in the checkers; the hidden models are tiny and built on the spot
 under a forked random state, so that checking never changes a notebook's random numbers.
@@ -27,7 +28,7 @@ __all__: list[str] = []  # reference solutions are reached through EXERCISES[id]
 # ---------------------------------------------------------------- l3-model-bytes
 
 
-def model_bytes(model: nn.Module, dtype: torch.dtype) -> int:
+def my_model_bytes(model: nn.Module, dtype: torch.dtype) -> int:
     """Bytes of a model after casting it to ``dtype``, without casting it.
 
     Floating-point parameters and buffers take dtype.itemsize bytes per number; integer buffers
@@ -84,13 +85,13 @@ def _bytes_mistakes(model: nn.Module, dtype: torch.dtype) -> list[tuple[object, 
             ),
             "a tied weight is one tensor: count it once (state_dict lists it twice)",
         ),
-        (8 * model_bytes(model, dtype), "that is bits, not bytes: divide by 8"),
-        (model_bytes(model, torch.float32), "that is the size in float32; count in the dtype"),
+        (8 * my_model_bytes(model, dtype), "that is bits, not bytes: divide by 8"),
+        (my_model_bytes(model, torch.float32), "that is the size in float32; count in the dtype"),
     ]
 
 
 def _check_model_bytes(answer: object) -> str:
-    function = expect_callable(answer, 'check("l3-model-bytes", model_bytes)')
+    function = expect_callable(answer, 'check("l3-model-bytes", my_model_bytes)')
     for dtype in (torch.bfloat16, torch.float16, torch.float64):
         for name, model in _hidden_models():
             case = f"{name}, dtype={dtype}"
@@ -100,11 +101,15 @@ def _check_model_bytes(answer: object) -> str:
                     "your function cast the model itself (model.to(dtype) works in place); "
                     "count from numel() or cast a copy.deepcopy(model)"
                 )
-            if isinstance(got, float) and got == model_bytes(model, dtype):
+            if isinstance(got, float) and got == my_model_bytes(model, dtype):
                 raise Wrong(f"the right number as a float ({got!r}); return an int")
             got = expect_number(got, "the number of bytes")
             verify(
-                got, model_bytes(model, dtype), _bytes_mistakes(model, dtype), same_number(), case
+                got,
+                my_model_bytes(model, dtype),
+                _bytes_mistakes(model, dtype),
+                same_number(),
+                case,
             )
     return (
         "right: floating-point tensors at the new dtype's size, integer buffers unchanged, "
@@ -116,8 +121,8 @@ register(
     Exercise(
         id="l3-model-bytes",
         lesson=3,
-        prompt="Write model_bytes(model, dtype) -> int, the model's bytes once cast to dtype.",
-        solution=model_bytes,
+        prompt="Write my_model_bytes(model, dtype) -> int, the model's bytes once cast to dtype.",
+        solution=my_model_bytes,
         checker=_check_model_bytes,
     )
 )
@@ -161,7 +166,7 @@ register(
 # ---------------------------------------------------------------- l3-min-cosine
 
 
-def min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+def my_min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """The smallest cosine similarity between matching rows of two (n, d) embedding matrices.
 
     cos_i = a_i . b_i / (|a_i| |b_i|), and the result is min over i, as a Python float.
@@ -207,13 +212,13 @@ def _cosine_mistakes(a: torch.Tensor, b: torch.Tensor) -> list[tuple[object, str
 
 
 def _check_min_cosine(answer: object) -> str:
-    function = expect_callable(answer, 'check("l3-min-cosine", min_cosine)')
+    function = expect_callable(answer, 'check("l3-min-cosine", my_min_cosine)')
     for case, a, b in _cosine_cases():
         got = expect_number(call(function, a, b, case=case), "the cosine")
         # Three float32 dot products of d terms each err by at most gamma_d = d 2^-24 (relative);
         # 4 d 2^-24 covers them and stays far below every mistake's difference.
         same = same_number(abs_tol=4 * a.shape[1] * 2.0**-24)
-        verify(got, min_cosine(a, b), _cosine_mistakes(a, b), same, case)
+        verify(got, my_min_cosine(a, b), _cosine_mistakes(a, b), same, case)
     return "right: the cosine of each pair of rows, then the smallest of them."
 
 
@@ -221,8 +226,8 @@ register(
     Exercise(
         id="l3-min-cosine",
         lesson=3,
-        prompt="Write min_cosine(a, b), the smallest cosine similarity between matching rows.",
-        solution=min_cosine,
+        prompt="Write my_min_cosine(a, b), the smallest cosine similarity between matching rows.",
+        solution=my_min_cosine,
         checker=_check_min_cosine,
     )
 )
@@ -231,7 +236,7 @@ register(
 # ---------------------------------------------------------------- l3-top1-agreement
 
 
-def top1_agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
+def my_top1_agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
     """Fraction of rows (inputs) whose top-1 class (argmax over the last axis) is the same.
 
     agreement = mean over rows of [argmax a_i == argmax b_i], a Python float in [0, 1].
@@ -254,22 +259,22 @@ def _top1_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
 
 
 def _top1_mistakes(a: torch.Tensor, b: torch.Tensor) -> list[tuple[object, str]]:
-    right = top1_agreement(a, b)
+    right = my_top1_agreement(a, b)
     same_rows = (a.argmax(dim=-1) == b.argmax(dim=-1)).sum().item()
     return [
         (float(same_rows), "that is a count; divide by the number of rows for a fraction"),
         (100 * right, "that is a percentage; return a fraction between 0 and 1"),
-        (top1_agreement(a.T, b.T), "take the argmax over classes (the last axis), one per row"),
+        (my_top1_agreement(a.T, b.T), "take the argmax over classes (the last axis), one per row"),
         ((a == b).double().mean().item(), "compare the predicted classes (argmax), not the logits"),
     ]
 
 
 def _check_top1_agreement(answer: object) -> str:
-    function = expect_callable(answer, 'check("l3-top1-agreement", top1_agreement)')
+    function = expect_callable(answer, 'check("l3-top1-agreement", my_top1_agreement)')
     for case, a, b in _top1_cases():
         got = expect_number(call(function, a, b, case=case), "the agreement")
         # k / n computed in any float order is within an ulp of the exact fraction.
-        verify(got, top1_agreement(a, b), _top1_mistakes(a, b), same_number(rel_tol=1e-9), case)
+        verify(got, my_top1_agreement(a, b), _top1_mistakes(a, b), same_number(rel_tol=1e-9), case)
     return "right: the fraction of inputs whose predicted class is the same in both precisions."
 
 
@@ -277,8 +282,10 @@ register(
     Exercise(
         id="l3-top1-agreement",
         lesson=3,
-        prompt="Write top1_agreement(logits_a, logits_b): the fraction of rows with equal argmax.",
-        solution=top1_agreement,
+        prompt=(
+            "Write my_top1_agreement(logits_a, logits_b): the fraction of rows with equal argmax."
+        ),
+        solution=my_top1_agreement,
         checker=_check_top1_agreement,
     )
 )

@@ -3,7 +3,8 @@
 Each asks for one function of the zero-point form (Jacob et al., 2018), in the order the lesson
 teaches it: the asymmetric scale and zero point, the symmetric scale, per-channel scales,
 q = clamp(round(r / s) + z, q_min, q_max), r ~ s (q - z), the SQNR, and two 4-bit values per byte.
-The reference solutions are written here with plain torch, independent of tutorlib.quantization.
+The reference solutions are written here with plain torch, independent of tutorlib.quant, and
+named ``my_...`` like the learner's, so that a notebook's never shadow tutorlib's.
 
 Leaves out: per-group scales and clipping (the lesson measures them; an exercise would repeat
 per-channel), and the W8A16 layer (it only chains these functions).
@@ -42,7 +43,7 @@ def _seeded(seed: int) -> torch.Generator:
 # ---------------------------------------------------------------- l4-scale-zero-point
 
 
-def get_scale_and_zero_point(r: torch.Tensor, bits: int) -> tuple[float, int]:
+def my_get_scale_and_zero_point(r: torch.Tensor, bits: int) -> tuple[float, int]:
     """Asymmetric per-tensor scale s and integer zero point z onto q in [0, 2**k - 1].
 
     Widen the range to contain 0: r_min = min(min(r), 0), r_max = max(max(r), 0); then
@@ -116,10 +117,10 @@ def _as_scale_and_zero_point(value: object) -> tuple[float, int]:
 
 
 def _check_scale_zero_point(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-scale-zero-point", get_scale_and_zero_point)')
+    function = expect_callable(answer, 'check("l4-scale-zero-point", my_get_scale_and_zero_point)')
     for case, r, bits in _zero_point_cases():
         got = _as_scale_and_zero_point(call(function, r, bits, case=case))
-        expected = get_scale_and_zero_point(r, bits)
+        expected = my_get_scale_and_zero_point(r, bits)
         verify(got, expected, _zero_point_mistakes(r, bits), _same_scale_and_zero_point, case)
     return (
         "right: s = (r_max - r_min) / (2^k - 1) over a range that contains 0, "
@@ -131,8 +132,8 @@ register(
     Exercise(
         id="l4-scale-zero-point",
         lesson=4,
-        prompt="Write get_scale_and_zero_point(r, bits) -> (scale, zero_point), asymmetric.",
-        solution=get_scale_and_zero_point,
+        prompt="Write my_get_scale_and_zero_point(r, bits) -> (scale, zero_point), asymmetric.",
+        solution=my_get_scale_and_zero_point,
         checker=_check_scale_zero_point,
     )
 )
@@ -141,7 +142,7 @@ register(
 # ---------------------------------------------------------------- l4-symmetric-scale
 
 
-def get_symmetric_scale(r: torch.Tensor, bits: int) -> float:
+def my_get_symmetric_scale(r: torch.Tensor, bits: int) -> float:
     """Symmetric per-tensor scale onto the restricted range [-(2**(k-1) - 1), 2**(k-1) - 1].
 
     s = max|r| / q_max with q_max = 2**(k-1) - 1 (the zero point is 0).
@@ -181,11 +182,11 @@ def _symmetric_mistakes(r: torch.Tensor, bits: int) -> list[tuple[object, str]]:
 
 
 def _check_symmetric_scale(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-symmetric-scale", get_symmetric_scale)')
+    function = expect_callable(answer, 'check("l4-symmetric-scale", my_get_symmetric_scale)')
     for case, r, bits in _symmetric_cases():
         got = expect_number(call(function, r, bits, case=case), "the scale")
         same = same_number(rel_tol=_SCALE_RTOL)
-        verify(got, get_symmetric_scale(r, bits), _symmetric_mistakes(r, bits), same, case)
+        verify(got, my_get_symmetric_scale(r, bits), _symmetric_mistakes(r, bits), same, case)
     return "right: s = max|r| / (2^(k-1) - 1), e.g. 3 / 127 for r in [-1, 3] at 8 bits."
 
 
@@ -193,8 +194,8 @@ register(
     Exercise(
         id="l4-symmetric-scale",
         lesson=4,
-        prompt="Write get_symmetric_scale(r, bits) -> float, the symmetric per-tensor scale.",
-        solution=get_symmetric_scale,
+        prompt="Write my_get_symmetric_scale(r, bits) -> float, the symmetric per-tensor scale.",
+        solution=my_get_symmetric_scale,
         checker=_check_symmetric_scale,
     )
 )
@@ -203,7 +204,7 @@ register(
 # ---------------------------------------------------------------- l4-per-channel-scales
 
 
-def get_per_channel_scales(weight: torch.Tensor, bits: int) -> torch.Tensor:
+def my_get_per_channel_scales(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Symmetric scales, one per output channel (row) of a (out, in) weight: shape (out, 1).
 
     s[o] = max_i |w[o, i]| / (2**(k-1) - 1); keepdim leaves (out, 1), which broadcasts against w.
@@ -253,12 +254,12 @@ def _per_channel_mistakes(weight: torch.Tensor, bits: int) -> list[tuple[object,
 
 
 def _check_per_channel_scales(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-per-channel-scales", get_per_channel_scales)')
+    function = expect_callable(answer, 'check("l4-per-channel-scales", my_get_per_channel_scales)')
     # atol: a scale floored at float32's eps (as torch.ao does) for a row of zeros is right too.
     same = same_tensor(rtol=_SCALE_RTOL, atol=torch.finfo(torch.float32).eps)
     for case, weight, bits in _per_channel_cases():
         got = call(function, weight, bits, case=case)
-        expected = get_per_channel_scales(weight, bits)
+        expected = my_get_per_channel_scales(weight, bits)
         verify(got, expected, _per_channel_mistakes(weight, bits), same, case)
     return "right: s[o] = max|w[o, :]| / (2^(k-1) - 1), shape (out, 1)."
 
@@ -267,8 +268,8 @@ register(
     Exercise(
         id="l4-per-channel-scales",
         lesson=4,
-        prompt="Write get_per_channel_scales(weight, bits) -> (out, 1) symmetric scales.",
-        solution=get_per_channel_scales,
+        prompt="Write my_get_per_channel_scales(weight, bits) -> (out, 1) symmetric scales.",
+        solution=my_get_per_channel_scales,
         checker=_check_per_channel_scales,
     )
 )
@@ -277,7 +278,7 @@ register(
 # ---------------------------------------------------------------- l4-quantize
 
 
-def linear_quantize(
+def my_linear_quantize(
     r: torch.Tensor, scale: float | torch.Tensor, zero_point: int | torch.Tensor, bits: int
 ) -> torch.Tensor:
     """Asymmetric quantization onto [0, 2**k - 1]: q = clamp(round(r / s) + z, q_min, q_max).
@@ -349,10 +350,10 @@ def _quantize_mistakes(
 
 
 def _check_quantize(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-quantize", linear_quantize)')
+    function = expect_callable(answer, 'check("l4-quantize", my_linear_quantize)')
     for case, r, s, z, bits in _quantize_cases():
         got = call(function, r, s, z, bits, case=case)
-        expected = linear_quantize(r, s, z, bits)
+        expected = my_linear_quantize(r, s, z, bits)
         verify(got, expected, _quantize_mistakes(r, s, z, bits), same_tensor(), case)
         expect_tensor(got, tuple(r.shape), "q", integer=True)
     return "right: q = clamp(round(r / s) + z, 0, 2^k - 1), per tensor and per channel."
@@ -362,8 +363,8 @@ register(
     Exercise(
         id="l4-quantize",
         lesson=4,
-        prompt="Write linear_quantize(r, scale, zero_point, bits) -> integer q in [0, 2^k - 1].",
-        solution=linear_quantize,
+        prompt="Write my_linear_quantize(r, scale, zero_point, bits) -> integer q in [0, 2^k - 1].",
+        solution=my_linear_quantize,
         checker=_check_quantize,
     )
 )
@@ -372,7 +373,7 @@ register(
 # ---------------------------------------------------------------- l4-dequantize
 
 
-def linear_dequantize(
+def my_linear_dequantize(
     q: torch.Tensor, scale: float | torch.Tensor, zero_point: int | torch.Tensor
 ) -> torch.Tensor:
     """Dequantize: r ~ s (q - z), in float32; q is converted before subtracting (uint8 wraps).
@@ -415,10 +416,10 @@ def _dequantize_mistakes(q: torch.Tensor, s: object, z: object) -> list[tuple[ob
 
 
 def _check_dequantize(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-dequantize", linear_dequantize)')
+    function = expect_callable(answer, 'check("l4-dequantize", my_linear_dequantize)')
     for case, q, s, z in _dequantize_cases():
         got = call(function, q, s, z, case=case)
-        expected = linear_dequantize(q, s, z)
+        expected = my_linear_dequantize(q, s, z)
         # One float32 product of an exact integer difference: 2**-24 relative; 1e-6 allows it.
         verify(got, expected, _dequantize_mistakes(q, s, z), same_tensor(rtol=1e-6), case)
         if not got.is_floating_point():
@@ -430,8 +431,8 @@ register(
     Exercise(
         id="l4-dequantize",
         lesson=4,
-        prompt="Write linear_dequantize(q, scale, zero_point) -> float r_hat = s (q - z).",
-        solution=linear_dequantize,
+        prompt="Write my_linear_dequantize(q, scale, zero_point) -> float r_hat = s (q - z).",
+        solution=my_linear_dequantize,
         checker=_check_dequantize,
     )
 )
@@ -440,7 +441,7 @@ register(
 # ---------------------------------------------------------------- l4-sqnr
 
 
-def sqnr_db(r: torch.Tensor, r_hat: torch.Tensor) -> float:
+def my_sqnr_db(r: torch.Tensor, r_hat: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in decibels: 10 log10(sum r^2 / sum (r - r_hat)^2).
 
     Higher is better; about 6.02 dB per bit. math.inf when r_hat equals r (no noise).
@@ -490,13 +491,13 @@ def _sqnr_mistakes(r: torch.Tensor, r_hat: torch.Tensor) -> list[tuple[object, s
 
 
 def _check_sqnr(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-sqnr", sqnr_db)')
+    function = expect_callable(answer, 'check("l4-sqnr", my_sqnr_db)')
     # float32 sums of n <= 1024 squares err by at most gamma_n = 1024 * 2**-24 = 6e-5 (relative),
     # which moves the dB value by 10 log10(1 + 2 * 6e-5) = 5e-4 dB; 0.01 dB leaves room.
     same = same_number(abs_tol=0.01)
     for case, r, r_hat in _sqnr_cases():
         got = expect_number(call(function, r, r_hat, case=case), "the SQNR")
-        expected = sqnr_db(r, r_hat)
+        expected = my_sqnr_db(r, r_hat)
         if math.isinf(expected) and not math.isinf(got):
             raise Wrong(
                 f"no noise means an infinite SQNR: return math.inf (on the hidden case {case})"
@@ -509,8 +510,8 @@ register(
     Exercise(
         id="l4-sqnr",
         lesson=4,
-        prompt="Write sqnr_db(r, r_hat) = 10 log10(sum r^2 / sum (r - r_hat)^2), inf if equal.",
-        solution=sqnr_db,
+        prompt="Write my_sqnr_db(r, r_hat) = 10 log10(sum r^2 / sum (r - r_hat)^2), inf if equal.",
+        solution=my_sqnr_db,
         checker=_check_sqnr,
     )
 )
@@ -519,7 +520,7 @@ register(
 # ---------------------------------------------------------------- l4-pack-4bit
 
 
-def pack_4bit(q: torch.Tensor) -> torch.Tensor:
+def my_pack_4bit(q: torch.Tensor) -> torch.Tensor:
     """Pack pairs of 4-bit values (0..15) into uint8 bytes along the last axis, first value low.
 
     byte_i = q[2i] | (q[2i + 1] << 4); the last axis halves.
@@ -553,11 +554,11 @@ def _pack_mistakes(q: torch.Tensor) -> list[tuple[object, str]]:
 
 
 def _check_pack_4bit(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-pack-4bit", pack_4bit)')
+    function = expect_callable(answer, 'check("l4-pack-4bit", my_pack_4bit)')
     for case, q in _pack_cases():
         got = call(function, q, case=case)
-        verify(got, pack_4bit(q), _pack_mistakes(q), same_tensor(), case)
-        expect_tensor(got, tuple(pack_4bit(q).shape), "the packed tensor", dtype=torch.uint8)
+        verify(got, my_pack_4bit(q), _pack_mistakes(q), same_tensor(), case)
+        expect_tensor(got, tuple(my_pack_4bit(q).shape), "the packed tensor", dtype=torch.uint8)
     return "right: q[2i] | (q[2i + 1] << 4), e.g. [3, 12] -> 195: half the bytes of int8."
 
 
@@ -565,8 +566,10 @@ register(
     Exercise(
         id="l4-pack-4bit",
         lesson=4,
-        prompt="Write pack_4bit(q) that packs pairs of 4-bit values into uint8, first value low.",
-        solution=pack_4bit,
+        prompt=(
+            "Write my_pack_4bit(q) that packs pairs of 4-bit values into uint8, first value low."
+        ),
+        solution=my_pack_4bit,
         checker=_check_pack_4bit,
     )
 )

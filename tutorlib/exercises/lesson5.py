@@ -2,7 +2,8 @@
 
 The W8A8 path piece by piece: quantize each token's activations with its own scale, multiply the
 int8 matrices with int32 sums, turn the sums back into floats with y = s_x[t] s_w[o] acc[t, o] +
-b[o]; then the headroom of an int32 accumulator and the speedup a profile allows.
+b[o]; then the headroom of an int32 accumulator and the speedup a profile allows. The functions
+to write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: timing the learner's code (it would make the feedback machine-dependent) and
 torch._int_mm (it needs shapes the hidden cases would have to respect).
@@ -39,7 +40,7 @@ def _seeded(seed: int) -> torch.Generator:
 # ---------------------------------------------------------------- l5-per-token
 
 
-def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def my_quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantization with one scale per token (row) of x (tokens, features).
 
     s_x[t] = max(max_f |x[t, f]| / 127, eps), q = clamp(round(x / s_x), -127, 127) as int8;
@@ -120,10 +121,10 @@ def _as_q_and_scale(value: object) -> tuple[object, object]:
 
 
 def _check_per_token(answer: object) -> str:
-    function = expect_callable(answer, 'check("l5-per-token", quantize_per_token)')
+    function = expect_callable(answer, 'check("l5-per-token", my_quantize_per_token)')
     for case, x in _per_token_cases():
         q, scale = _as_q_and_scale(call(function, x, case=case))
-        expected_q, expected_scale = quantize_per_token(x)
+        expected_q, expected_scale = my_quantize_per_token(x)
         same_scale = same_tensor(rtol=1e-6)  # absmax is exact; one float32 division
         verify(scale, expected_scale, _scale_mistakes(x), same_scale, case)
         verify(q, expected_q, _q_mistakes(x, expected_scale), _same_up_to_ties, case)
@@ -136,8 +137,8 @@ register(
     Exercise(
         id="l5-per-token",
         lesson=5,
-        prompt="Write quantize_per_token(x) -> (q int8, scale (tokens, 1)), symmetric, per row.",
-        solution=quantize_per_token,
+        prompt="Write my_quantize_per_token(x) -> (q int8, scale (tokens, 1)), symmetric, per row.",
+        solution=my_quantize_per_token,
         checker=_check_per_token,
     )
 )
@@ -146,7 +147,7 @@ register(
 # ---------------------------------------------------------------- l5-int8-matmul
 
 
-def int8_matmul(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
+def my_int8_matmul(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
     """acc[t, o] = sum_i x_q[t, i] w_q[o, i], exact in int32 (what torch._int_mm computes).
 
     x_q is int8 (tokens, in), w_q int8 (out, in) like nn.Linear's weight; the products of two
@@ -180,10 +181,10 @@ def _matmul_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
 
 
 def _check_int8_matmul(answer: object) -> str:
-    function = expect_callable(answer, 'check("l5-int8-matmul", int8_matmul)')
+    function = expect_callable(answer, 'check("l5-int8-matmul", my_int8_matmul)')
     for case, x_q, w_q in _matmul_cases():
         got = call(function, x_q, w_q, case=case)
-        expected = int8_matmul(x_q, w_q)  # (tokens, out)
+        expected = my_int8_matmul(x_q, w_q)  # (tokens, out)
         wrapped = (expected.long() + 128) % 256 - 128  # the same sums kept in int8
         mistakes = [(wrapped, "the sums overflowed int8 and wrapped around: use int32 first")]
         if w_q.shape[0] == w_q.shape[1]:  # only a square w_q multiplies without its transpose
@@ -203,8 +204,8 @@ register(
     Exercise(
         id="l5-int8-matmul",
         lesson=5,
-        prompt="Write int8_matmul(x_q, w_q) -> int32 acc = x_q @ w_q.T, exact.",
-        solution=int8_matmul,
+        prompt="Write my_int8_matmul(x_q, w_q) -> int32 acc = x_q @ w_q.T, exact.",
+        solution=my_int8_matmul,
         checker=_check_int8_matmul,
     )
 )
@@ -213,7 +214,7 @@ register(
 # ---------------------------------------------------------------- l5-w8a8-rescale
 
 
-def w8a8_rescale(
+def my_w8a8_rescale(
     acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
     """From int32 sums back to float32: y[t, o] = s_x[t] * s_w[o] * acc[t, o] + b[o].
@@ -265,10 +266,10 @@ def _rescale_mistakes(acc, x_scale, w_scale, bias) -> list[tuple[object, str]]:
 
 
 def _check_w8a8_rescale(answer: object) -> str:
-    function = expect_callable(answer, 'check("l5-w8a8-rescale", w8a8_rescale)')
+    function = expect_callable(answer, 'check("l5-w8a8-rescale", my_w8a8_rescale)')
     for case, acc, x_scale, w_scale, bias in _rescale_cases():
         got = call(function, acc, x_scale, w_scale, bias, case=case)
-        expected = w8a8_rescale(acc, x_scale, w_scale, bias)
+        expected = my_w8a8_rescale(acc, x_scale, w_scale, bias)
         # float32: two products and a sum, each rounded to 2**-24 relative of the largest term,
         # so 4 * 2**-24 * max(|s_x s_w acc| + |b|) bounds any order of the operations.
         magnitude = (acc.double() * x_scale * w_scale).abs() + (0 if bias is None else bias.abs())
@@ -283,8 +284,10 @@ register(
     Exercise(
         id="l5-w8a8-rescale",
         lesson=5,
-        prompt="Write w8a8_rescale(acc, x_scale, w_scale, bias) -> y = s_x[t] s_w[o] acc + b[o].",
-        solution=w8a8_rescale,
+        prompt=(
+            "Write my_w8a8_rescale(acc, x_scale, w_scale, bias) -> y = s_x[t] s_w[o] acc + b[o]."
+        ),
+        solution=my_w8a8_rescale,
         checker=_check_w8a8_rescale,
     )
 )
@@ -293,12 +296,12 @@ register(
 # ---------------------------------------------------------------- l5-int32-headroom
 
 
-def int32_headroom(bits: int) -> int:
+def my_int32_headroom(bits: int) -> int:
     """How many worst-case products of two signed k-bit integers an int32 sum can always hold.
 
     The largest product is (-2**(k-1))**2 = 4**(k-1); int32 holds up to 2**31 - 1, so
     n = floor((2**31 - 1) / 4**(k-1)).
-    Example: int32_headroom(8) = 2,147,483,647 // 16,384 = 131,071.
+    Example: my_int32_headroom(8) = 2,147,483,647 // 16,384 = 131,071.
     """
     int32_max = torch.iinfo(torch.int32).max  # 2**31 - 1
     largest_product = (-(2 ** (bits - 1))) ** 2
@@ -306,7 +309,7 @@ def int32_headroom(bits: int) -> int:
 
 
 def _check_int32_headroom(answer: object) -> str:
-    function = expect_callable(answer, 'check("l5-int32-headroom", int32_headroom)')
+    function = expect_callable(answer, 'check("l5-int32-headroom", my_int32_headroom)')
     for bits in (8, 4, 2, 16, 12, 10):
         case = f"bits={bits}"
         got = expect_integer(call(function, bits, case=case), "the number of products")
@@ -323,7 +326,7 @@ def _check_int32_headroom(answer: object) -> str:
                 "the inputs are signed: the largest product is 4^(k-1)",
             ),
         ]
-        verify(got, int32_headroom(bits), mistakes, same_number(), case)
+        verify(got, my_int32_headroom(bits), mistakes, same_number(), case)
     return "right: (2^31 - 1) // 4^(k-1), 131,071 products of int8 values: ample for a dot product."
 
 
@@ -331,8 +334,8 @@ register(
     Exercise(
         id="l5-int32-headroom",
         lesson=5,
-        prompt="Write int32_headroom(bits): how many worst-case k-bit products int32 can sum.",
-        solution=int32_headroom,
+        prompt="Write my_int32_headroom(bits): how many worst-case k-bit products int32 can sum.",
+        solution=my_int32_headroom,
         checker=_check_int32_headroom,
     )
 )

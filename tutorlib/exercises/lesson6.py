@@ -3,9 +3,10 @@
 Each asks for one piece of the lesson, in the order it teaches them: what a weight costs with
 its group's scale and zero point, the step that moves the later columns when one column is
 rounded, and the bytes of a packed 4-bit layer. The reference solutions are written here with
-plain torch, independent of tutorlib.gptq and tutorlib.w4_layers.
+plain torch, independent of tutorlib.quant.gptq and tutorlib.layers.w4a16, and named ``my_...``
+like the learner's, so that a notebook's never shadow tutorlib's.
 
-Leaves out: the whole GPTQ loop (it repeats the step) and packing (Lesson 4 has pack_4bit).
+Leaves out: the whole GPTQ loop (it repeats the step) and packing (Lesson 4's l4-pack-4bit).
 """
 
 import torch
@@ -28,17 +29,17 @@ __all__: list[str] = []  # reference solutions are reached through EXERCISES[id]
 # ---------------------------------------------------------------- l6-bits-per-weight
 
 
-def bits_per_weight(bits: int, group_size: int) -> float:
+def my_bits_per_weight(bits: int, group_size: int) -> float:
     """Bits per weight with a float16 scale (16 bits) and a uint8 zero point (8 bits) per group.
 
     bits + (16 + 8) / group_size: the group's two parameters are shared by its g weights.
-    Example: bits_per_weight(4, 128) = 4 + 24 / 128 = 4.1875.
+    Example: my_bits_per_weight(4, 128) = 4 + 24 / 128 = 4.1875.
     """
     return bits + (16 + 8) / group_size
 
 
 def _check_bits_per_weight(answer: object) -> str:
-    function = expect_callable(answer, 'check("l6-bits-per-weight", bits_per_weight)')
+    function = expect_callable(answer, 'check("l6-bits-per-weight", my_bits_per_weight)')
     for bits, group_size in [(4, 128), (3, 32), (8, 64), (2, 384), (4, 1)]:
         case = f"bits={bits}, group_size={group_size}"
         got = expect_number(call(function, bits, group_size, case=case), "the bits per weight")
@@ -52,7 +53,7 @@ def _check_bits_per_weight(answer: object) -> str:
             (bits + 24 * g, "divide the group's 24 bits by g: each weight pays 24 / g"),
             ((bits + 24) / g, "only the parameters are shared: bits + 24 / g"),
         ]
-        verify(got, bits_per_weight(bits, g), mistakes, same_number(rel_tol=1e-9), case)
+        verify(got, my_bits_per_weight(bits, g), mistakes, same_number(rel_tol=1e-9), case)
     return "right: k + (16 + 8) / g, e.g. 4.1875 bits at 4 bits in groups of 128."
 
 
@@ -60,8 +61,10 @@ register(
     Exercise(
         id="l6-bits-per-weight",
         lesson=6,
-        prompt="Write bits_per_weight(bits, group_size) with a float16 scale and uint8 zero point.",
-        solution=bits_per_weight,
+        prompt=(
+            "Write my_bits_per_weight(bits, group_size) with a float16 scale and uint8 zero point."
+        ),
+        solution=my_bits_per_weight,
         checker=_check_bits_per_weight,
     )
 )
@@ -70,7 +73,7 @@ register(
 # ---------------------------------------------------------------- l6-error-step
 
 
-def gptq_step(
+def my_gptq_step(
     weight: torch.Tensor, u: torch.Tensor, column: int, quantized_column: torch.Tensor
 ) -> torch.Tensor:
     """One GPTQ step: column i becomes its quantized value, the columns j > i absorb its error.
@@ -129,13 +132,13 @@ def _step_mistakes(w, u, i, w_hat) -> list[tuple[object, str]]:
 
 
 def _check_step(answer: object) -> str:
-    function = expect_callable(answer, 'check("l6-error-step", gptq_step)')
+    function = expect_callable(answer, 'check("l6-error-step", my_gptq_step)')
     for case, w, u, i, w_hat in _step_cases():
         got = call(function, w, u, i, w_hat, case=case)
         got = expect_tensor(got, tuple(w.shape), "the new weight")
         # float32 arithmetic in another order: a few units of 2**-24 on values near 1
         same = same_tensor(rtol=1e-5, atol=1e-6)
-        verify(got, gptq_step(w, u, i, w_hat), _step_mistakes(w, u, i, w_hat), same, case)
+        verify(got, my_gptq_step(w, u, i, w_hat), _step_mistakes(w, u, i, w_hat), same, case)
     return "right: err = (w_i - w_hat_i) / U[i, i], then w_j -= err U[i, j] for the later columns."
 
 
@@ -143,8 +146,10 @@ register(
     Exercise(
         id="l6-error-step",
         lesson=6,
-        prompt="Write gptq_step(weight, u, column, quantized_column): one error-compensation step.",
-        solution=gptq_step,
+        prompt=(
+            "Write my_gptq_step(weight, u, column, quantized_column): one error-compensation step."
+        ),
+        solution=my_gptq_step,
         checker=_check_step,
     )
 )
