@@ -124,3 +124,8 @@ def test_checking_leaves_the_global_random_state_alone():
 def test_register_refuses_bad_ids(exercise, message):
     with pytest.raises(ValueError, match=message):
         register(exercise)
+
+
+def test_an_id_that_is_not_a_string_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="exercise_id must be"):
+        check(["l1-integer-range"], 1)

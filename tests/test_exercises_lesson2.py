@@ -104,3 +104,10 @@ def test_wrong_answers_get_their_own_message(exercise_id, answer, message):
     feedback = check(exercise_id, answer)
     assert not feedback.passed
     assert message in feedback.message
+
+
+def test_pairwise_sum_an_all_nan_answer_is_not_correct() -> None:
+    feedback = check(
+        "l2-pairwise-sum", lambda terms: torch.full((), float("nan"), dtype=terms.dtype)
+    )
+    assert not feedback.passed and "NaN" in feedback.message

@@ -167,6 +167,11 @@ def check(exercise_id: str, answer: object) -> Feedback:
     Example: check("l2-ones-stall", 256) -> ✅ Correct: ...; check("l2-ones-stall", ...) ->
     ❌ Not yet: not solved yet: ...
     """
+    if not isinstance(exercise_id, str):
+        raise TypeError(
+            f"exercise_id must be the exercise's id as a str, e.g. 'l2-ones-stall', got "
+            f"{type(exercise_id).__name__} {exercise_id!r:.60}"
+        )
     if exercise_id not in EXERCISES:
         valid = ", ".join(sorted(EXERCISES))
         raise ValueError(f"unknown exercise id {exercise_id!r}; the valid ids are: {valid}")

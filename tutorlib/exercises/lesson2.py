@@ -236,6 +236,8 @@ def _check_pairwise_sum(answer: object) -> str:
         got = expect_tensor(got, (), "the sum", dtype=terms.dtype)
         exact = terms.double().sum().item()
         error, bound = abs(got.item() - exact), pairwise_bound(terms)
+        if math.isnan(error):
+            raise Wrong(f"on the hidden case {case} your sum is NaN; the terms are all finite")
         if error > bound:
             if got.item() == _sequential(terms).item():
                 raise Wrong(
