@@ -273,6 +273,8 @@ def int_families(name: str, v: int) -> list[Family]:
         Family("bool", lambda v: True, "refuse"),
         Family("float-2.5", lambda v: 2.5, "refuse"),
         Family("str", lambda v: "x", "refuse"),
+        # NumPy's scalars are numbers like Python's: accepted wherever an int is
+        Family("numpy-int64", lambda v: np.int64(v), "work"),
     ]
     if name in LARGE_INT_NAMES:
         out.append(Family("large-99", lambda v: 99, "either"))
@@ -289,6 +291,7 @@ def float_families(name: str, v: float) -> list[Family]:
         Family("negative", lambda v: -1.0, inside(-1.0)),
         Family("str", lambda v: "0.5", "refuse"),
         Family("tensor", lambda v: torch.tensor(v), "either"),
+        Family("numpy-float64", lambda v: np.float64(v), "work"),
     ]
 
 

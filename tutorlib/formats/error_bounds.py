@@ -46,7 +46,7 @@ def gamma(n: int, u: float) -> float:
 
 
 def _check_unit_roundoff(u: object) -> None:
-    check_real(u, "u", 0.0, strict_minimum=True)
+    u = check_real(u, "u", 0.0, strict_minimum=True)
     if u >= 1:
         raise ValueError(f"u must be a unit roundoff in (0, 1), e.g. 2**-8, got {u!r}")
 
@@ -71,7 +71,7 @@ def probabilistic_bound(n: int, dtype: torch.dtype, lam: float = 1.0) -> float:
     Example: n = 10**4 in bfloat16 with lam = 1: 100 * 2**-8 = 0.390625.
     """
     check_int(n, "n", minimum=1)  # the vector length
-    check_real(lam, "lam", 0.0, strict_minimum=True)
+    lam = check_real(lam, "lam", 0.0, strict_minimum=True)
     return lam * math.sqrt(n) * unit_roundoff(dtype)
 
 

@@ -59,9 +59,9 @@ def signed_errors_of_draws(
     _check_distribution(distribution)
     _check_dtype_and_mode(dtype, accumulate)
     n_max = SEQUENTIAL_MAX_N if accumulate == "sequential" else None
-    check_int(n, "n", minimum=1, maximum=n_max)
-    check_int(draws, "draws", minimum=1)
-    check_int(seed, "seed", minimum=0)
+    n = check_int(n, "n", minimum=1, maximum=n_max)
+    draws = check_int(draws, "draws", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     sample = _DISTRIBUTIONS[distribution]
     errors = []
     for i in range(draws):
@@ -97,7 +97,7 @@ class ErrorCurves:
     def median_at(self, key: tuple[str, str, str], n: int) -> float:
         """Median over the draws of the relative error of curve ``key`` at length n."""
         key = self._check_key(key)
-        check_int(n, "n", minimum=1)
+        n = check_int(n, "n", minimum=1)
         if n not in self.lengths[key]:
             raise ValueError(f"n={n} was not measured for {key}; use one of {self.lengths[key]}.")
         return self.errors[key][:, self.lengths[key].index(n)].median().item()
@@ -105,7 +105,7 @@ class ErrorCurves:
     def exponent(self, key: tuple[str, str, str], n_max: int = SEQUENTIAL_MAX_N) -> float:
         """``growth_exponent`` of curve ``key`` over its lengths n <= n_max with finite errors."""
         key = self._check_key(key)
-        check_int(n_max, "n_max", minimum=1)
+        n_max = check_int(n_max, "n_max", minimum=1)
         errors = self.errors[key]  # (draws, len(lengths))
         keep = [
             i
@@ -179,8 +179,8 @@ def _check_experiment_arguments(
         _check_dtype(dtype, "dtypes")
     for distribution in check_names(distributions, "distributions") or [None]:
         _check_distribution(distribution, "distributions")
-    check_int(draws, "draws", minimum=1)
-    check_int(seed, "seed", minimum=0)
+    draws = check_int(draws, "draws", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
 
 
 def run_experiment(
@@ -201,6 +201,7 @@ def run_experiment(
     (3, 2) tensor of relative errors.
     """
     _check_experiment_arguments(lengths, dtypes, distributions, draws, seed)
+    draws, seed = int(draws), int(seed)  # NumPy integers too
     pairs = [_draw(name, draws, lengths[-1], seed + i) for i, name in enumerate(distributions)]
     x = torch.cat([pair[0] for pair in pairs])  # (len(distributions) * draws, n_max)
     y = torch.cat([pair[1] for pair in pairs])  # (len(distributions) * draws, n_max)
@@ -265,7 +266,7 @@ def growth_exponent_table(
     give b near 0.5; the float32 accumulator of float16 and bfloat16 gives b near 0.
     """
     _check_curves(curves)
-    check_int(n_max, "n_max", minimum=1)
+    n_max = check_int(n_max, "n_max", minimum=1)
     rows = {}
     for dtype, distribution, mode in sorted(curves.errors, key=_experiment_order(curves)):
         cpu_dependent = (dtype, mode) == ("float32", "native")
@@ -346,7 +347,7 @@ def sums_rounded_once(
     _check_curves(curves)
     _check_distribution(distribution)
     _check_dtype(dtype)
-    check_int(n, "n", minimum=1)
+    n = check_int(n, "n", minimum=1)
     if n not in curves.all_lengths or distribution not in curves.exact:
         raise ValueError(f"n={n} or {distribution!r} was not measured; n in {curves.all_lengths}.")
     exact = curves.exact[distribution][:, curves.all_lengths.index(n)]  # (draws,)

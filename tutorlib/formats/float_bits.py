@@ -174,9 +174,9 @@ def decode_fields(sign: int, biased_exponent: int, mantissa: int, dtype: torch.d
     Example: bfloat16 fields (0, 125, 43) give 2**-2 * (1 + 43/128) = 0.333984375.
     """
     exponent_bits, mantissa_bits = exponent_and_mantissa_bits(dtype)
-    check_int(sign, "sign", 0, 1)
-    check_int(biased_exponent, "biased_exponent", 0, 2**exponent_bits - 1)
-    check_int(mantissa, "mantissa", 0, 2**mantissa_bits - 1)
+    sign = check_int(sign, "sign", 0, 1)
+    biased_exponent = check_int(biased_exponent, "biased_exponent", 0, 2**exponent_bits - 1)
+    mantissa = check_int(mantissa, "mantissa", 0, 2**mantissa_bits - 1)
     bias = exponent_bias(dtype)
     top_exponent, top_mantissa = 2**exponent_bits - 1, 2**mantissa_bits - 1
     sign_factor = -1.0 if sign else 1.0

@@ -153,7 +153,7 @@ def weight_only_bytes(model: nn.Module, bits: int, group_size: int | None) -> in
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     bits = check_int(bits, "bits", 1, 16)
     if group_size is not None:
-        check_int(group_size, "group_size", minimum=1)
+        group_size = check_int(group_size, "group_size", minimum=1)
     linear_weights = {id(m.weight): m for m in model.modules() if isinstance(m, nn.Linear)}
     total = 0
     for tensor in [*model.parameters(), *model.buffers()]:

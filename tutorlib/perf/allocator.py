@@ -35,8 +35,8 @@ def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2*
     False where there is no glibc (macOS, musl), changing nothing. Both values must fit a C int
     (mallopt's argument), [0, 2**31 - 1] bytes.
     """
-    check_int(mmap_threshold, "mmap_threshold", 0, _C_INT_MAX)
-    check_int(trim_threshold, "trim_threshold", 0, _C_INT_MAX)
+    mmap_threshold = check_int(mmap_threshold, "mmap_threshold", 0, _C_INT_MAX)
+    trim_threshold = check_int(trim_threshold, "trim_threshold", 0, _C_INT_MAX)
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:

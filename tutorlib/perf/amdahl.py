@@ -25,8 +25,10 @@ __all__ = ["amdahl_speedup", "LinearFreeCap", "linear_free_cap"]
 def amdahl_speedup(parallel_fraction: float, speedup_of_fraction: float) -> float:
     """Amdahl's law: speeding up a fraction f of the time by s speeds the whole up by
     1 / ((1 - f) + f / s). Example: f = 0.8, s = 4 -> 1 / (0.2 + 0.2) = 2.5."""
-    check_real(parallel_fraction, "parallel_fraction", 0.0, 1.0)
-    check_real(speedup_of_fraction, "speedup_of_fraction", 0.0, strict_minimum=True)
+    parallel_fraction = check_real(parallel_fraction, "parallel_fraction", 0.0, 1.0)
+    speedup_of_fraction = check_real(
+        speedup_of_fraction, "speedup_of_fraction", 0.0, strict_minimum=True
+    )
     return 1 / ((1 - parallel_fraction) + parallel_fraction / speedup_of_fraction)
 
 
@@ -73,7 +75,7 @@ class LinearFreeCap:
         """The time the linear layers may take for the forward to be `speedup` times faster:
         full / speedup - rest (negative when the rest alone is too slow). Example: full 75 ms,
         rest 15 ms, speedup 2.5 -> 75 / 2.5 - 15 = 15 ms."""
-        check_real(speedup, "speedup", 0.0, strict_minimum=True)
+        speedup = check_real(speedup, "speedup", 0.0, strict_minimum=True)
         return self.full_ms / speedup - self.rest_ms
 
 
@@ -100,7 +102,7 @@ def linear_free_cap(
             f"forward must be a callable taking the model, e.g. lambda m: m(**batch), "
             f"got {type(forward).__name__}"
         )
-    check_int(repeats, "repeats", minimum=1)
+    repeats = check_int(repeats, "repeats", minimum=1)
     if not any(isinstance(module, nn.Linear) for module in model.modules()):
         raise ValueError("model has no nn.Linear, so there is nothing to take out; pass a model "
                          "with linear layers (the original, not a quantized copy)")  # fmt: skip

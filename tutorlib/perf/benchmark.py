@@ -130,7 +130,9 @@ def run_benchmark(
     if not isinstance(baseline, str) or baseline not in variants:
         raise ValueError(f"the baseline {baseline!r} is not among the variants {list(variants)}")
     sentences = check_names(sentences, "sentences")
-    check_real(int8_peak_ops_per_s, "int8_peak_ops_per_s", 0.0, strict_minimum=True)
+    int8_peak_ops_per_s = check_real(
+        int8_peak_ops_per_s, "int8_peak_ops_per_s", 0.0, strict_minimum=True
+    )
     if isinstance(batch_sizes, str) or not isinstance(batch_sizes, Sequence):
         raise TypeError(
             f"batch_sizes must be a sequence of ints, e.g. (1, 32), got {batch_sizes!r}"
@@ -184,7 +186,7 @@ def find_row(rows: Sequence[BenchmarkRow], variant: str, batch_size: int) -> Ben
     """
     rows = _check_rows(rows)
     check_choice(variant, "variant", sorted({row.variant for row in rows}))
-    check_int(batch_size, "batch_size", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     for row in rows:
         if row.variant == variant and row.batch_size == batch_size:
             return row

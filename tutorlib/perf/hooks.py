@@ -96,7 +96,7 @@ def profile_linear_layers(
     layer, so `total_seconds` here is slightly above an unhooked latency.
     """
     _check_model_and_run(model, run)
-    check_int(repeats, "repeats", minimum=1)
+    repeats = check_int(repeats, "repeats", minimum=1)
     per_call: list[tuple[int, float, float]] = []
     for _ in range(repeats):
         record: list[tuple[int, float]] = []
@@ -124,8 +124,8 @@ def large_allocations(run: Callable[[], object], min_bytes: int, warmup: int = 2
 
     if not callable(run):
         raise TypeError(f"run must be a callable taking no arguments, got {type(run).__name__}")
-    check_int(min_bytes, "min_bytes", minimum=1)
-    check_int(warmup, "warmup", minimum=0)
+    min_bytes = check_int(min_bytes, "min_bytes", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
     with torch.inference_mode():
         for _ in range(warmup):
             run()
@@ -148,8 +148,8 @@ def operator_times(run: Callable[[], object], repeats: int = 5, top: int = 10) -
 
     if not callable(run):
         raise TypeError(f"run must be a callable taking no arguments, got {type(run).__name__}")
-    check_int(repeats, "repeats", minimum=1)
-    check_int(top, "top", minimum=1)
+    repeats = check_int(repeats, "repeats", minimum=1)
+    top = check_int(top, "top", minimum=1)
     with torch.inference_mode():
         run()  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:

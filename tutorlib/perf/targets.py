@@ -83,8 +83,8 @@ def check_targets(
     measured = {"default": _check_rows(rows)}
     if rows_with_setting is not None:
         measured["allocator"] = _check_rows(rows_with_setting, "rows_with_setting")
-    check_int(large_batch, "large_batch", minimum=1)
-    check_int(small_batch, "small_batch", minimum=1)
+    large_batch = check_int(large_batch, "large_batch", minimum=1)
+    small_batch = check_int(small_batch, "small_batch", minimum=1)
 
     def over(other: str, setting: str = "default", batch: int = large_batch) -> float:
         chosen = measured[setting]

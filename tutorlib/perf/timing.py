@@ -42,8 +42,8 @@ def time_interleaved(
         raise TypeError(f"runs must be a dict {{name: callable}}, got {type(runs).__name__}")
     if not runs:
         raise ValueError("runs is empty: give at least one {name: callable}")
-    check_int(repeats, "repeats", minimum=1)
-    check_int(warmup, "warmup", minimum=0)
+    repeats = check_int(repeats, "repeats", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
     if not isinstance(desc, str):
         raise TypeError(f"desc must be a str (the progress bar's label), got {desc!r}")
     names = list(runs)
@@ -77,7 +77,7 @@ def ops_per_second(m: int, k: int, n: int, seconds: float) -> float:
     per term) divided by the time. Example: 1024**3 terms in 0.01 s -> 2.147e11 ops/s."""
     for name, value in (("m", m), ("k", k), ("n", n)):
         check_int(value, name, minimum=1)
-    check_real(seconds, "seconds", 0.0, strict_minimum=True)
+    seconds = check_real(seconds, "seconds", 0.0, strict_minimum=True)
     return 2 * m * k * n / seconds
 
 
@@ -144,10 +144,10 @@ def measure_matmul_peaks(
     more than `budget_s` seconds together stops early (on a CPU without bf16 instructions one
     bf16 call of size 2048 takes over ten seconds). Rates count 2 * size**3 operations.
     """
-    check_int(size, "size", minimum=1)
-    check_int(repeats, "repeats", minimum=1)
-    check_int(seed, "seed", minimum=0)
-    check_real(budget_s, "budget_s", 0.0, strict_minimum=True)
+    size = check_int(size, "size", minimum=1)
+    repeats = check_int(repeats, "repeats", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    budget_s = check_real(budget_s, "budget_s", 0.0, strict_minimum=True)
     generator = torch.Generator().manual_seed(seed)
     a, b = torch.randn(2, size, size, generator=generator)
     a_int8, b_int8 = torch.randint(

@@ -114,7 +114,7 @@ def plot_clipping_sweep(thresholds: torch.Tensor, sqnr_db: torch.Tensor, bits: i
     """
     check_float_tensor(thresholds, "thresholds")
     check_float_tensor(sqnr_db, "sqnr_db")
-    check_int(bits, "bits", minimum=1)
+    bits = check_int(bits, "bits", minimum=1)
     if thresholds.ndim != 1 or sqnr_db.shape != thresholds.shape or thresholds.min() <= 0:
         raise ValueError(
             "thresholds and sqnr_db must be 1-d, of the same length, with positive thresholds "

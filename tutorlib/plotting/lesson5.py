@@ -26,7 +26,7 @@ __all__ = [
 
 def _rows_at(rows: "list[BenchmarkRow]", batch_size: int) -> "list[BenchmarkRow]":
     """The rows of one batch size, in their order; ValueError if there are none."""
-    check_int(batch_size, "batch_size", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     selected = [row for row in _check_rows(rows) if row.batch_size == batch_size]
     if not selected:
         raise ValueError(f"no benchmark rows at batch size {batch_size}")
@@ -100,7 +100,7 @@ def plot_accuracy_vs_speed(
     """Each variant as a point: speedup over FP32 at one batch size (x) against 1 - the minimum
     cosine of its embeddings to FP32's (y, log scale, lower is more accurate), with the
     accuracy goal 1 - min_cosine as a dashed line. FP32 itself (1 - cosine ~ 0) is left out."""
-    check_real(min_cosine, "min_cosine", -1.0, 1.0)
+    min_cosine = check_real(min_cosine, "min_cosine", -1.0, 1.0)
     selected = [row for row in _rows_at(rows, batch_size) if row.variant != "FP32"]
     floor = 1e-7  # keeps a perfect cosine visible on the log axis
     fig = new_figure(8, 4.2)

@@ -41,7 +41,7 @@ def plot_layer_errors(rtn_errors: Mapping[str, float], gptq_errors: Mapping[str,
     """Relative output error ||X (W - W_hat)^T|| / ||X W^T|| of each Linear, RTN against GPTQ.
 
     Both dicts map the same layer names (in model order) to errors, e.g. from
-    quantize_linear_weights(...)[name].relative_error. The title gives the median ratio.
+    fake_quantize_linear_weights(...)[name].relative_error. The title gives the median ratio.
     """
     rtn = _check_errors(rtn_errors, "rtn_errors")
     gptq = _check_errors(gptq_errors, "gptq_errors")

@@ -53,7 +53,7 @@ def clipping_sweep(
     """
     check_float_tensor(r, "r")
     check_bits(bits, SUPPORTED_BITS)
-    check_int(n_thresholds, "n_thresholds", minimum=1)
+    n_thresholds = check_int(n_thresholds, "n_thresholds", minimum=1)
     abs_max = r.detach().abs().max().double()
     if abs_max == 0:  # nothing to clip, and zeros quantize exactly
         return torch.zeros(n_thresholds, dtype=torch.float64), torch.full(

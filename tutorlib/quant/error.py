@@ -152,7 +152,7 @@ def db_per_bit(table: pd.DataFrame, min_bits: int = 4) -> pd.Series:
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame from sqnr_by_bits, got {table!r}")
-    check_int(min_bits, "min_bits", minimum=1)
+    min_bits = check_int(min_bits, "min_bits", minimum=1)
     rows = table[table.index >= min_bits].astype(float)
     if len(rows) < 2 or not np.isfinite(rows.to_numpy()).all():
         raise ValueError(
