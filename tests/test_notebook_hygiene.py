@@ -127,3 +127,31 @@ class TestLessonShape:
             assert last.startswith("check("), f"{path.name}: a solution cell must end with check"
             shown = json.dumps(cell["outputs"])
             assert "Correct" in shown, f"{path.name}: a stored solution does not pass its check"
+
+
+# Phrases of the project's own history, targets and tooling: they belong on the reproduction
+# page or in benchmarks/README.md, not in a lesson a learner reads.
+PROJECT_LOG_PHRASES = (
+    "acceptance target",
+    "required target",
+    "targets were met",
+    "an earlier version",
+    "used to call",
+    "a test with one input",
+    "caught it",
+    "this course was built on",
+    "an earlier run of this notebook",
+    "stored a different",
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_lessons_carry_no_project_log(path: Path) -> None:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = " ".join(
+        " ".join("".join(c["source"]).split()).lower()
+        for c in cells
+        if c["cell_type"] == "markdown"
+    )
+    found = [phrase for phrase in PROJECT_LOG_PHRASES if phrase in text]
+    assert not found, f"{path.name} reads like a project log: {found}"
