@@ -14,6 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 from tutorlib.layers.int8_kernel import Int8Kernel, select_int8_kernel, trial_runs
 from tutorlib.layers.replace import replace_linear
 from tutorlib.layers.w8a8 import W8A8Linear
+from tutorlib.layers.w8a8_context import W8A8Context
 from tutorlib.layers.w8a16 import W8A16Linear
 from tutorlib.quant.affine import linear_quantize
 from tutorlib.quant.params import get_scale_and_zero_point
@@ -344,9 +345,10 @@ def test_no_call_returns_an_internal_buffer(tokens: int, packed: bool) -> None:
     # forward reuses scratch buffers; what it returns must be its own: a second call (with
     # another input, or another layer) must leave the first result unchanged.
     layer = W8A8Linear.from_linear(_linear(384, 1536))
-    other = W8A8Linear.from_linear(_linear(384, 1536, seed=1))
-    assert layer._uses_packed_kernel(tokens) == packed  # the path this case claims to cover
+    other = W8A8Linear.from_linear(_linear(384, 1536, seed=1), context=layer.context)
     x = torch.randn(tokens, 384)
+    x_kernel, _ = layer.quantize_into_scratch(x)  # uint8 exactly when oneDNN's kernel runs
+    assert (x_kernel.dtype == torch.uint8) == packed  # the path this case claims to cover
     first = layer(x)
     kept = first.clone()
     x_q, x_scale = layer.quantize_activations(x)
@@ -458,86 +460,86 @@ def test_replace_linear_replaces_a_shared_linear_once_under_every_name() -> None
 # ---------------------------------------------------------------- one quantization, several layers
 
 
-def _count_quantizations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Patch W8A8Linear._quantize to count its calls; returns the (growing) list of row counts."""
-    calls: list[int] = []
-    original = W8A8Linear._quantize
-
-    def counted(self, rows, name, limit, dtype):
-        calls.append(rows.shape[0])
-        return original(self, rows, name, limit, dtype)
-
-    monkeypatch.setattr(W8A8Linear, "_quantize", counted)
-    return calls
+def _layers_sharing_a_context(*seeds: int, features: int = 16) -> list[W8A8Linear]:
+    context = W8A8Context()
+    return [
+        W8A8Linear.from_linear(_linear(features, 8, seed=seed), context=context) for seed in seeds
+    ]
 
 
-def test_query_key_value_on_one_input_quantize_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Three layers read the same unchanged tensor, as query, key and value do: one quantization,
-    # and every output exactly what a layer that quantized on its own gives.
-    q, k, v = (W8A8Linear.from_linear(_linear(64, 32, seed=s)) for s in range(3))
+def test_query_key_value_on_one_input_quantize_it_once() -> None:
+    # Three layers of one context read the same unchanged tensor, as query, key and value do:
+    # one quantization, and every output exactly what a layer that quantized on its own gives.
+    q, k, v = _layers_sharing_a_context(0, 1, 2, features=64)
+    context = q.context
     x = torch.randn(50, 64)
     with torch.no_grad():
         alone = [layer(x.clone()) for layer in (q, k, v)]  # a new tensor each: no reuse
-        calls = _count_quantizations(monkeypatch)
+        assert (context.quantizations, context.reuses) == (3, 0)
         shared = [layer(x) for layer in (q, k, v)]
-    assert calls == [50]
+    assert (context.quantizations, context.reuses) == (4, 2)
     for got, want in zip(shared, alone, strict=True):
         assert torch.equal(got, want)
 
 
-def test_a_changed_input_is_quantized_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An in-place change, on the tensor or through a view of it, moves its version counter.
+def test_layers_built_alone_never_share_a_quantization() -> None:
+    # Each layer built alone works in its own context: no reuse between them (nor interference).
     a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    assert a.context is not b.context
     x = torch.randn(10, 16)
     with torch.no_grad():
-        calls = _count_quantizations(monkeypatch)
+        a(x)
+        y = b(x)
+    assert (a.context.quantizations, b.context.quantizations, b.context.reuses) == (1, 1, 0)
+    assert torch.equal(y, b(x.clone()))
+
+
+def test_a_changed_input_is_quantized_again() -> None:
+    # An in-place change, on the tensor or through a view of it, moves its version counter.
+    a, b = _layers_sharing_a_context(0, 1)
+    x = torch.randn(10, 16)
+    with torch.no_grad():
         a(x)
         x.mul_(3.0)
         after_mul = b(x)
         x[0].zero_()  # through a view
         after_view = b(x)
-    assert calls == [10, 10, 10]
-    assert torch.equal(after_view, b(x.clone()))
+        assert (a.context.quantizations, a.context.reuses) == (3, 0)
+        assert torch.equal(after_view, b(x.clone()))
     assert not torch.equal(after_mul, after_view)
 
 
-def test_swapped_data_or_a_transposed_tensor_is_quantized_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_swapped_data_or_a_transposed_tensor_is_quantized_again() -> None:
     # `x.data = other` keeps the object and its version counter: the data pointer tells. A square
     # tensor transposed in place keeps its shape: the version counter (and the strides) tell.
-    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    a, b = _layers_sharing_a_context(0, 1)
     x = torch.randn(16, 16)
     with torch.no_grad():
-        calls = _count_quantizations(monkeypatch)
         a(x)
         x.data = torch.randn(16, 16)
         assert torch.equal(b(x), b(x.clone()))
         a(x)
         x.t_()
         assert torch.equal(b(x), b(x.clone()))
-    assert calls == [16] * 6
+    assert (a.context.quantizations, a.context.reuses) == (6, 0)
 
 
-def test_inference_tensors_are_never_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inference_tensors_are_never_reused() -> None:
     # Tensors made under inference_mode have no version counter: an in-place change could not
     # be seen, so nothing is reused, and the result after a change is right.
-    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    a, b = _layers_sharing_a_context(0, 1)
     with torch.inference_mode():
         x = torch.randn(10, 16)
-        calls = _count_quantizations(monkeypatch)
         a(x)
         x.add_(1.0)
         y = b(x)
-        assert calls == [10, 10]
+        assert (a.context.quantizations, a.context.reuses) == (2, 0)
         assert torch.equal(y, b(x.clone()))
 
 
-def test_another_quantization_in_between_is_not_mistaken_for_the_input(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_another_quantization_in_between_is_not_mistaken_for_the_input() -> None:
     # Any other quantization overwrites the scratch integers: the next layer must not reuse them.
-    a, b = W8A8Linear.from_linear(_linear(16, 8)), W8A8Linear.from_linear(_linear(16, 8, seed=1))
+    a, b = _layers_sharing_a_context(0, 1)
     x, other = torch.randn(10, 16), torch.randn(10, 16)
     with torch.no_grad():
         want = b(x.clone())
@@ -545,20 +547,205 @@ def test_another_quantization_in_between_is_not_mistaken_for_the_input(
         a.quantize_activations(other)  # the checked step, as the lesson calls it
         assert torch.equal(b(x), want)
         a(x)
+        a.quantize_into_scratch(other)  # the hot-path step
+        assert torch.equal(b(x), want)
+        a(x)
         a(other)  # another layer call on another tensor
         assert torch.equal(b(x), want)
+    assert a.context.reuses == 2  # only the a(x) right after a b(x), which quantized this x
+
+
+def test_forget_input_makes_the_next_layer_quantize_again() -> None:
+    a, b = _layers_sharing_a_context(0, 1)
+    x = torch.randn(10, 16)
+    with torch.no_grad():
+        a(x)
+        a.context.forget_input()
+        b(x)
+    assert (a.context.quantizations, a.context.reuses) == (2, 0)
 
 
 def test_a_reused_quantization_still_checks_this_layers_output_bound() -> None:
     # The bound on the output depends on the layer: a layer with huge weights must refuse an
     # input that a small layer accepted, even when the input's integers are reused.
-    small = W8A8Linear.from_linear(_linear(4, 2))
+    context = W8A8Context()
+    small = W8A8Linear.from_linear(_linear(4, 2), context=context)
     huge = nn.Linear(4, 2)
     with torch.no_grad():
         huge.weight.fill_(1e30)
-    huge_layer = W8A8Linear.from_linear(huge)
+    huge_layer = W8A8Linear.from_linear(huge, context=context)
     x = torch.full((3, 4), 1e10)
     with torch.no_grad():
         small(x)
         with pytest.raises(ValueError, match="too large"):
             huge_layer(x)
+    assert context.reuses == 1  # the refusal came from the reused result, as intended
+
+
+class _Attention(nn.Module):
+    """Query, key and value reading one input, then an output projection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.query, self.key, self.value = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.output = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / 4.0, dim=-1)
+        return self.output(weights @ v)
+
+
+def test_replace_linear_gives_the_model_one_context() -> None:
+    model = replace_linear(_Attention(), W8A8Linear, skip=())
+    context = model.query.context
+    assert all(layer.context is context for layer in (model.key, model.value, model.output))
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        model(x)
+    # query, key and value quantize x once; the output projection quantizes its own input
+    assert (context.quantizations, context.reuses) == (2, 2)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_gets_its_own_context(how: str) -> None:
+    # The copy's layers share one new, empty context: interleaving the two models' calls
+    # must not let either reuse the other's scratch integers.
+    model = replace_linear(_Attention(), W8A8Linear, skip=())
+    x, other = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        want, want_other = model(x), model(other)
+        copy_ = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+        context = copy_.query.context
+        assert context is not model.query.context
+        assert all(layer.context is context for layer in (copy_.key, copy_.value, copy_.output))
+        assert (context.quantizations, context.scratch_bytes) == (0, 0)  # starts empty
+        for _ in range(2):
+            assert torch.equal(model(x), want)
+            assert torch.equal(copy_(other), want_other)
+    assert context.reuses == 4  # two calls, each reusing query's integers for key and value
+
+
+def test_context_is_checked() -> None:
+    with pytest.raises(TypeError, match="context"):
+        W8A8Linear.from_linear(_linear(4, 2), context="shared")
+    layer = W8A8Linear(4, 2)
+    with pytest.raises(TypeError, match="context"):
+        layer.context = None
+    other = W8A8Linear(4, 2, context=layer.context)
+    assert other.context is layer.context
+
+
+def test_constructor_takes_bias_and_context_by_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        W8A8Linear(4, 2, False)  # the point: bias is keyword-only
+    layer = W8A8Linear(4, 2, bias=False)
+    assert layer.bias is None and layer.scales.shape == (2,) and layer.scales.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- caches keyed on versions
+
+
+def _fresh_copy(layer: W8A8Linear) -> W8A8Linear:
+    """A layer built anew from this layer's buffers: nothing cached yet."""
+    fresh = W8A8Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    fresh.load_state_dict(layer.state_dict())
+    return fresh
+
+
+_EDITS = {
+    "int8_weight": lambda layer: layer.int8_weight[0].neg_(),  # through a view
+    "scales": lambda layer: layer.scales.mul_(3.0),
+    "bias": lambda layer: layer.bias.add_(1.5),
+    "int8_weight-copy": lambda layer: layer.int8_weight.copy_(layer.int8_weight.flip(1)),
+}
+
+
+@pytest.mark.parametrize("tokens", [3, 40], ids=["few-tokens", "many-tokens"])
+@pytest.mark.parametrize("edit", list(_EDITS), ids=list(_EDITS))
+def test_an_in_place_edit_of_a_buffer_is_seen_by_the_next_call(edit: str, tokens: int) -> None:
+    # The packed (or transposed) weight and the output bound were made at the first call; an
+    # in-place edit advances the buffer's version, so the next call rebuilds them.
+    layer = W8A8Linear.from_linear(_linear(384, 1536))
+    x = torch.randn(tokens, 384)
+    with torch.no_grad():
+        before = layer(x)
+        _EDITS[edit](layer)
+        after = layer(x.clone())
+        assert torch.equal(after, _fresh_copy(layer)(x.clone()))
+    assert not torch.equal(after, before)
+
+
+def test_inference_tensor_buffers_are_read_afresh_at_every_call() -> None:
+    # A buffer made under inference_mode has no version counter: nothing made from it is kept,
+    # so an in-place edit (possible only inside inference_mode) is still seen.
+    layer = W8A8Linear.from_linear(_linear(16, 8))
+    x = torch.randn(40, 16)
+    with torch.inference_mode():
+        layer.int8_weight = layer.int8_weight.clone()  # an inference tensor
+        before = layer(x)
+        layer.int8_weight[0].neg_()
+        after = layer(x.clone())
+        assert torch.equal(after, _fresh_copy(layer)(x.clone()))
+    assert not torch.equal(after, before)
+
+
+def test_an_in_place_edit_of_the_scales_moves_the_output_bound() -> None:
+    # The bound |y| <= max|x| * gain + max|b| is cached too: a larger scale must be refused.
+    layer = W8A8Linear.from_linear(_linear(4, 2))
+    x = torch.full((3, 4), 1e30)
+    with torch.no_grad():
+        layer(x)  # accepted: |y| stays near 1e30
+        layer.scales.mul_(1e10)
+        with pytest.raises(ValueError, match="too large"):
+            layer(x.clone())
+
+
+def test_a_float64_input_is_refused_where_the_float32_output_would_overflow() -> None:
+    # The layer computes in float32: an output beyond float32's 3.4e38 cannot be returned,
+    # even to a float64 caller.
+    linear = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        linear.weight.fill_(1.0)
+    with pytest.raises(ValueError, match="too large"):
+        W8A8Linear.from_linear(linear)(torch.full((3, 4), 1e38, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- the hot-path steps
+
+
+@pytest.mark.parametrize("tokens", [3, 40], ids=["few-tokens", "many-tokens"])
+def test_forward_is_exactly_its_three_hot_path_steps(tokens: int) -> None:
+    layer = W8A8Linear.from_linear(_linear(384, 1536))
+    rows = torch.randn(tokens, 384)
+    x_q, x_scale_checked = layer.quantize_activations(rows)
+    x_kernel, x_scale = layer.quantize_into_scratch(rows)
+    assert torch.equal(x_scale, x_scale_checked)
+    offset = KERNEL.zero_point if x_kernel.dtype == torch.uint8 else 0  # oneDNN reads u8
+    assert torch.equal(x_kernel.short() - offset, x_q.short())
+    y = layer.integer_product(x_kernel)
+    assert torch.equal(y, layer.integer_matmul(x_q))
+    assert layer.rescale_in_place(y, x_scale) is y  # in place
+    assert torch.equal(y, layer(rows))
+
+
+def test_hot_path_steps_check_kinds_and_shapes() -> None:
+    layer = W8A8Linear.from_linear(_linear(8, 4))
+    x_kernel, x_scale = layer.quantize_into_scratch(torch.randn(3, 8))
+    wrong = torch.int8 if x_kernel.dtype == torch.uint8 else torch.uint8
+    with pytest.raises(ValueError, match="x_kernel"):
+        layer.integer_product(x_kernel.to(wrong))
+    with pytest.raises(ValueError, match="x_kernel"):
+        layer.integer_product(x_kernel[:, :4])
+    with pytest.raises(TypeError, match="rows"):
+        layer.quantize_into_scratch(torch.ones(3, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match="rows"):
+        layer.quantize_into_scratch(torch.ones(3, 7))
+    with pytest.raises(ValueError, match="NaN"):  # found by the absmax, at no extra cost
+        layer.quantize_into_scratch(torch.full((3, 8), float("nan")))
+    y = layer.integer_product(x_kernel)
+    with pytest.raises(TypeError, match="float32"):
+        layer.rescale_in_place(y.double(), x_scale)
+    with pytest.raises(ValueError, match="x_scale"):
+        layer.rescale_in_place(y, x_scale[:2])

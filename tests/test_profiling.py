@@ -1,6 +1,8 @@
 """Tests of tutorlib.profiling (Lesson 5): MAC counts, hooks, Amdahl, activation statistics."""
 
+import ast
 import dataclasses
+import inspect
 import math
 import warnings
 
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tutorlib.layers.w8a8 import W8A8Linear
+from tutorlib.perf import layer_steps
 from tutorlib.perf.activations import (
     ActivationStats,
     activation_stats,
@@ -67,6 +70,18 @@ def test_profile_w8a8_steps_times_every_step_of_one_layer() -> None:
         "fp32", "w8a8", "quantize", "integer_matmul", "rescale", "torch_ao",
     }  # fmt: skip
     assert all(math.isfinite(t) and t > 0 for t in times.values())
+
+
+def test_profile_w8a8_steps_uses_only_public_names() -> None:
+    # The steps it times are W8A8Linear's public hot-path methods: no private attribute or
+    # import (one leading underscore; dunders such as __name__ are Python's) in the module.
+    tree = ast.parse(inspect.getsource(layer_steps))
+    private = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)]
+    private += [
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    ]  # fmt: skip
+    assert [name for name in private if name[:1] == "_" and name[:2] != "__"] == []
 
 
 @pytest.mark.parametrize(

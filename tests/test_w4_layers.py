@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.layers.calibrated import quantize_linear_weights
+from tutorlib.layers.calibrated import fake_quantize_linear_weights
 from tutorlib.layers.replace import replace_linear
 from tutorlib.layers.w4a16 import W4A16Linear, to_w4_layers
-from tutorlib.models.size import model_size_bytes
-from tutorlib.models.weight_bits import bits_per_weight, size_table, weight_only_bytes
+from tutorlib.models.size import bits_per_weight, model_size_bytes, size_table, weight_only_bytes
 from tutorlib.quant.gptq import gptq_quantize
 from tutorlib.quant.packing import pack_weights, unpack_weights
 from tutorlib.quant.rtn import rtn_quantize
@@ -88,7 +87,7 @@ def test_to_w4_layers_gives_the_fake_quantized_model_bit_for_bit():
     model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 16))
     x = seeded(40, 32)
     fp32_bytes = model_size_bytes(model)
-    results = quantize_linear_weights(model, "gptq", 4, 16, run=lambda: model(x))
+    results = fake_quantize_linear_weights(model, "gptq", 4, 16, run=lambda: model(x))
     fake = model(x)
     to_w4_layers(model, {name: r.quantized for name, r in results.items()})
     assert torch.equal(model(x), fake)
@@ -105,3 +104,14 @@ def test_layer_refuses_bad_shapes_and_grids():
         W4A16Linear.from_quantized(rtn_quantize(seeded(4, 8), 3, 8))
     with pytest.raises(TypeError, match="QuantizedTensor"):
         W4A16Linear.from_quantized(seeded(4, 8))
+
+
+def test_constructor_order_matches_the_other_layers():
+    # (in_features, out_features, *, bias, ...) as W8A16Linear and W8A8Linear; one scale and
+    # one zero point per group of each row: (out_features, in_features / group_size).
+    with pytest.raises(TypeError):
+        W4A16Linear(256, 8, 64)  # the point: group_size is keyword-only
+    layer = W4A16Linear(256, 8, bias=False, group_size=64)
+    assert layer.bias is None
+    assert layer.scales.shape == layer.zero_points.shape == (8, 4)
+    assert W4A16Linear(256, 8, group_size=None).scales.shape == (8, 1)  # per channel

@@ -1,14 +1,17 @@
 """Lessons 4 to 6: swap a model's nn.Linear layers for quantized ones.
 
-replace_linear walks a model and swaps every nn.Linear (except the ones named in skip) for a
-quantized layer built by its from_linear. Left out on purpose: convolutions and embeddings.
+replace_linear walks a model (tutorlib._checks.linear_slots) and swaps every nn.Linear, except
+the ones named in skip, for a quantized layer built by its from_linear; layers that work in a
+shared context (W8A8Linear) get one context for the whole model. Left out on purpose:
+convolutions and embeddings.
 """
 
+import inspect
 from collections.abc import Iterable
 
 from torch import nn
 
-from tutorlib._checks import check_names
+from tutorlib._checks import iter_linears, linear_slots
 
 __all__ = ["replace_linear"]
 
@@ -23,36 +26,33 @@ def replace_linear(
     nn.MultiheadAttention, which reads `out_proj.weight` directly instead of calling it. A Linear
     reachable under several names (shared, or tied) becomes ONE new layer under all of them,
     unless one of its names is skipped. Any class with a `from_linear` classmethod works
-    (W8A16Linear, W8A8Linear). The model is modified in place and also returned, so
+    (W8A16Linear, W8A8Linear, W4A16Linear). If from_linear takes a `context` argument
+    (W8A8Linear's W8A8Context), the new layers share one: the first layer makes it and every
+    other gets `context=first.context`, so that query, key and value quantize their shared
+    input once. The model is modified in place and also returned, so
     `q = replace_linear(copy.deepcopy(m), W8A16Linear)` keeps m.
 
-    Example: a BERT encoder of 6 layers has 36 Linear layers; all 36 become W8A16Linear.
+    Example: a BERT encoder of 6 layers has 36 Linear layers; all 36 become W8A16Linear (or
+    W8A8Linear, all 36 with the same `layer.context`).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.Linear):
         raise TypeError("model is itself an nn.Linear: call layer_cls.from_linear(model) instead")
-    if not isinstance(layer_cls, type) or not hasattr(layer_cls, "from_linear"):
+    if not isinstance(layer_cls, type) or not callable(getattr(layer_cls, "from_linear", None)):
         raise TypeError(
             f"layer_cls must be a class with a from_linear classmethod, got {layer_cls!r}"
         )
-    skip = set(check_names(tuple(skip) if isinstance(skip, list | set) else skip, "skip"))
-    # every (parent, attribute) that holds a Linear, shared modules under each of their names
-    slots = [
-        (parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
-        for parent_name, parent in model.named_modules(remove_duplicate=False)
-        for child_name, child in parent._modules.items()  # named_children() drops repeats
-        if isinstance(child, nn.Linear)
-    ]
-    kept = {
-        id(child)
-        for parent, child_name, child, name in slots
-        if isinstance(parent, nn.MultiheadAttention) or child_name in skip or name in skip
-    }
+    shares_context = "context" in inspect.signature(layer_cls.from_linear).parameters
     new_layers: dict[int, nn.Module] = {}  # one new layer per Linear, however many names it has
-    for parent, child_name, child, _ in slots:
-        if id(child) not in kept:
-            if id(child) not in new_layers:
-                new_layers[id(child)] = layer_cls.from_linear(child)
-            setattr(parent, child_name, new_layers[id(child)])
+    context = None  # made by the first new layer, when layer_cls works in a context
+    for _, linear in iter_linears(model, skip):  # each Linear once, skipped ones left out
+        if shares_context:
+            new_layers[id(linear)] = layer_cls.from_linear(linear, context=context)
+            context = new_layers[id(linear)].context
+        else:
+            new_layers[id(linear)] = layer_cls.from_linear(linear)
+    for parent, attribute, _, linear in linear_slots(model):  # under every name it has
+        if id(linear) in new_layers:
+            setattr(parent, attribute, new_layers[id(linear)])
     return model

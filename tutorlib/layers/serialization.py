@@ -30,7 +30,7 @@ __all__ = ["FORMAT", "save_quantized", "read_settings", "load_quantized"]
 
 FORMAT = "tutorlib-w4a16-v2"  # the metadata's format tag, checked when loading
 _BITS = 4  # the only width W4A16Linear stores
-_SETTING_KEYS = {"format", "bits", "layers", "notes", "sha256"}
+_SETTING_KEYS = frozenset({"format", "bits", "layers", "notes", "sha256"})
 
 
 def _check_model(model: object, name: str = "model") -> nn.Module:

@@ -60,7 +60,11 @@ class W4A16Linear(nn.Module):
     forward: y = x @ W_hat^T + b, a float32 matmul after unpacking.
 
     Buffers: packed_weight (out, in / 2) uint8, byte = q[2j] | q[2j + 1] << 4;
-    scales (out, in / g) float16; zero_points (out, in / g) uint8; bias (out,) float32 or None.
+    scales (out_features, in_features / group_size) float16, one per group of each row (not
+    one per row as W8A16Linear's and W8A8Linear's (out_features,): a 4-bit grid is too coarse to
+    span a whole row); zero_points (out, in / g) uint8; bias (out,) float32 or None.
+    Constructor: W4A16Linear(in_features, out_features, *, bias=True, group_size=128), the
+    order of W8A16Linear and W8A8Linear (group_size=None: one group per row).
 
     Example: a (384, 1536) layer with groups of 128 stores 294,912 packed bytes, 4,608 float16
     scales and 4,608 zero points: 4.1875 bits per weight instead of 32.
@@ -70,14 +74,15 @@ class W4A16Linear(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        group_size: int | None = 128,
+        *,
         bias: bool = True,
+        group_size: int | None = 128,
     ) -> None:
         super().__init__()
-        check_int(in_features, "in_features", minimum=1)
-        check_int(out_features, "out_features", minimum=1)
+        in_features = check_int(in_features, "in_features", minimum=1)
+        out_features = check_int(out_features, "out_features", minimum=1)
         group_size = in_features if group_size is None else group_size  # None: per channel
-        check_int(group_size, "group_size", minimum=1)
+        group_size = check_int(group_size, "group_size", minimum=1)
         check_bool(bias, "bias")
         if in_features % group_size != 0 or in_features % 2 != 0:
             raise ValueError(
@@ -108,7 +113,7 @@ class W4A16Linear(nn.Module):
         ):
             raise ValueError(f"bias must be a tensor of shape ({out_features},) or None")
         params = quantized.params
-        layer = cls(in_features, out_features, params.group_size, bias is not None)
+        layer = cls(in_features, out_features, bias=bias is not None, group_size=params.group_size)
         layer.packed_weight.copy_(pack_weights(quantized.q, _BITS))  # (out, in / 2)
         layer.scales.copy_(params.scale[..., 0])  # (out, n_groups), exact in float16
         layer.zero_points.copy_(params.zero_point[..., 0])  # (out, n_groups)
@@ -117,7 +122,7 @@ class W4A16Linear(nn.Module):
         return layer
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, group_size: int | None = 128) -> "W4A16Linear":
+    def from_linear(cls, linear: nn.Linear, *, group_size: int | None = 128) -> "W4A16Linear":
         """Round-to-nearest 4-bit weights of an nn.Linear (`rtn_quantize`), groups of group_size
         (None: one group per row, per channel).
 
@@ -161,7 +166,7 @@ def to_w4_layers(model: nn.Module, quantized: dict[str, QuantizedTensor]) -> nn.
     """Swap each named nn.Linear of `model` for a W4A16Linear holding its quantized weight.
 
     `quantized` maps dotted names to 4-bit QuantizedTensors, e.g. {name: result.quantized for
-    name, result in quantize_linear_weights(model, "gptq", run=...).items()}. The model is
+    name, result in fake_quantize_linear_weights(model, "gptq", run=...).items()}. The model is
     changed in place and returned; its bias vectors are kept in float32.
     Example: MiniLM's 37 Linears at 4 bits, groups of 128: 90.9 MB -> 53.4 MB (the float32
     word embeddings are most of what is left).

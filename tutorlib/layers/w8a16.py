@@ -72,8 +72,12 @@ class W8A16Linear(nn.Module):
         y = x @ (s * W_q)^T + b
     Memory shrinks (1 byte per weight plus one scale per row); the matmul is the float one.
 
-    Buffers: int8_weight (out_features, in_features) int8; scales (out_features, 1) in the
-    original weight's dtype; bias (out_features,) or None, kept in float.
+    Buffers: int8_weight (out_features, in_features) int8; scales (out_features,), one s_o per
+    output channel, as W8A8Linear's, but in `dtype` (the original weight's: from_linear keeps a
+    bfloat16 model's scales in bfloat16, as optimum-quanto does), where W8A8Linear's are always
+    float32 (what oneDNN's kernel reads); bias (out_features,) in `dtype`, or None.
+    Constructor: W8A16Linear(in_features, out_features, *, bias=True, dtype=torch.float32),
+    the order of W8A8Linear and W4A16Linear.
 
     Example: a 4 x 3 weight whose row 0 is [0.5, -1.27, 0.1] gets s_0 = 1.27 / 127 = 0.01 and
     int8 row [50, -127, 10].
@@ -83,6 +87,7 @@ class W8A16Linear(nn.Module):
         self,
         in_features: int,
         out_features: int,
+        *,
         bias: bool = True,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -94,24 +99,30 @@ class W8A16Linear(nn.Module):
         self.register_buffer(
             "int8_weight", torch.zeros(out_features, in_features, dtype=torch.int8)
         )  # (out_features, in_features)
-        self.register_buffer("scales", torch.ones(out_features, 1, dtype=dtype))  # (out, 1)
+        self.register_buffer("scales", torch.ones(out_features, dtype=dtype))  # (out_features,)
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype) if bias else None)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "W8A16Linear":
         """Quantize an nn.Linear's weight (symmetric, per output channel) into a new layer."""
         weight = _check_linear(linear).weight.detach()  # (out_features, in_features)
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, weight.dtype)
+        bias = linear.bias is not None
+        layer = cls(linear.in_features, linear.out_features, bias=bias, dtype=weight.dtype)
         quantized = quantize_weight_per_channel(weight)
         layer.int8_weight.copy_(quantized.q)  # (out_features, in_features) int8
-        layer.scales.copy_(quantized.params.scale)  # (out_features, 1)
+        layer.scales.copy_(quantized.params.scale.flatten())  # (out_features,)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach())
         return layer.to(weight.device)
 
     def weight_params(self, dtype: torch.dtype) -> QuantParams:
-        """The weight's QuantParams (symmetric int8, per output channel), scales in `dtype`."""
-        scale = self.scales.to(_check_float_dtype(dtype))  # (out_features, 1)
+        """The weight's QuantParams (symmetric int8, per output channel), scales in `dtype`.
+
+        Its scale has shape (out_features, 1), one per row, to broadcast along the row's inputs
+        (the buffer `scales` stores the same numbers as (out_features,)). Example: scales
+        [0.01, 0.02] give scale [[0.01], [0.02]], zero_point [[0], [0]], 8 bits, symmetric.
+        """
+        scale = self.scales.to(_check_float_dtype(dtype))[:, None]  # (out_features, 1)
         return QuantParams(scale, torch.zeros_like(scale, dtype=torch.int32), 8, True, dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 
 from tutorlib._checks import check_bool, check_float_tensor, check_tensor
 from tutorlib.layers.int8_kernel import Int8Kernel, select_int8_kernel
-from tutorlib.layers.w8a8_context import _LAST, _SCRATCH
+from tutorlib.layers.w8a8_context import W8A8Context, _WeightCache
 from tutorlib.layers.w8a16 import (
     _check_features,
     _check_input,
@@ -27,14 +27,14 @@ __all__ = ["W8A8Linear"]
 # Integer range of both layers' weights (and W8A8's activations): symmetric int8, [-127, 127].
 _INT8_MAX = integer_range(8, symmetric=True)[1]
 
-
 # Largest in_features whose int32 sums cannot overflow: |acc| <= in_features * 127**2 < 2**31.
 _MAX_IN_FEATURES = torch.iinfo(torch.int32).max // _INT8_MAX**2  # 133,144
 
+# Largest finite float32: the layer computes in float32, whatever the input's dtype.
+_FLOAT32_MAX = torch.finfo(torch.float32).max
 
 # Floor of an activation scale, so that a row of zeros does not divide 0 by 0 (as Lesson 4).
 _SCALE_FLOOR = torch.finfo(torch.float32).eps
-
 
 # From this many multiply-adds per call (tokens x in_features x out_features) on, oneDNN's
 # prepacked kernel beat torch._int_mm on an Intel Xeon with AMX; below, its fixed cost (~40 us a
@@ -43,7 +43,6 @@ _SCALE_FLOOR = torch.finfo(torch.float32).eps
 # 384 -> 1536 at 18 tokens (10.6M) 55 vs 70; 1536 -> 384 at 18 tokens 47 vs 46, at 32 tokens
 # 53 vs 57. Other CPUs move the crossover.
 _ONEDNN_MIN_MACS = 10_000_000
-
 
 # From this many activations per call on, the rows' largest |x| is found as max(max x, -min x),
 # two reductions that read x, instead of |x| written to scratch and then reduced: fewer bytes
@@ -76,42 +75,48 @@ class W8A8Linear(nn.Module):
     kernel reads, and the kernel multiplies by s_w on the way out. Below 10 million
     multiply-adds a call oneDNN's fixed cost loses, and torch._int_mm (signed int8, unpacked)
     runs instead where the self-test found it exact; both give float32(acc) * s_w bit for bit.
-    (2) Every temporary of forward lives in a scratch buffer reused across calls, so a call
-    allocates one new output-sized tensor, its output, as nn.Linear does. (3) When a layer
-    receives the very tensor the previous W8A8Linear quantized, unchanged (same object, same
-    version counter), its integers and scales are reused: query, key and value quantize their
-    shared input once. Tensors made under torch.inference_mode are always quantized again.
+    The packed layout and the bounds are keyed on the versions of int8_weight, scales and bias,
+    so an in-place edit of a buffer is seen at the next call. (2) Every temporary of forward
+    lives in a scratch buffer of `self.context` (a W8A8Context), so a call allocates one new
+    output-sized tensor, its output, as nn.Linear does. (3) When a layer receives the very
+    tensor the previous layer of its context quantized, unchanged (same object, same version
+    counter), its integers and scales are reused: query, key and value quantize their shared
+    input once, when they share a context (replace_linear gives one to a whole model).
 
     Input: any float tensor of shape (..., in_features); the math runs in float32 and the output
     has the input's dtype. NaN or inf raise ValueError (int8 has neither), and so does an input
-    so large that the output could overflow. Not thread-safe: every layer shares the scratch
-    buffers (which are never returned to the caller).
+    so large that the output could overflow. Not thread-safe: the context's scratch buffers
+    (never returned by forward) serve one call at a time.
 
-    Buffers: int8_weight (out_features, in_features) int8; scales (out_features,) float32;
-    bias (out_features,) float32 or None.
+    Buffers: int8_weight (out_features, in_features) int8; scales (out_features,) float32, the
+    per-channel s_w as oneDNN reads it; bias (out_features,) float32 or None.
 
     Example (8 bits): x row [0.5, -1.27, 0.1] gets s_x = 0.01 and x_q = [50, -127, 10]; a weight
     row W_q = [127, 0, -127] with s_w = 0.02 gives acc = 6350 - 1270 = 5080 and
     y = 0.01 * (0.02 * 5080) = 1.016 (in float: 0.5 * 2.54 - 0.1 * 2.54 = 1.016).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        context: W8A8Context | None = None,
+    ) -> None:
         super().__init__()
         self.in_features = _check_features(in_features, "in_features", _MAX_IN_FEATURES)
         self.out_features = _check_features(out_features, "out_features")
         self._macs_per_token = in_features * out_features
         check_bool(bias, "bias")
-        self.register_buffer(
-            "int8_weight", torch.zeros(out_features, in_features, dtype=torch.int8)
-        )
-        self.register_buffer("scales", torch.ones(out_features))  # (out_features,) float32
-        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-        # the weights' zero points for oneDNN (symmetric: all 0); not saved in the state_dict
-        self.register_buffer(
-            "_w_zero_points", torch.zeros(out_features, dtype=torch.int64), persistent=False
-        )
+        with torch.inference_mode(False):  # buffers with version counters (see _WeightCache)
+            weight = torch.zeros(out_features, in_features, dtype=torch.int8)
+            self.register_buffer("int8_weight", weight)  # (out_features, in_features) int8
+            self.register_buffer("scales", torch.ones(out_features))  # (out_features,) float32
+            self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         self.kernel = select_int8_kernel()
-        self._forget_layouts()
+        self.context = W8A8Context() if context is None else context
+        self._cache = _WeightCache()
 
     @property
     def kernel(self) -> Int8Kernel:
@@ -130,12 +135,35 @@ class W8A8Linear(nn.Module):
             )
         self._kernel = kernel
 
+    @property
+    def context(self) -> W8A8Context:
+        """The W8A8Context (scratch buffers, last quantized input) this layer works in.
+
+        Layers that share one reuse each other's quantization of a shared input; assign another
+        layer's context to make two layers share (`key.context = query.context`).
+        """
+        return self._context
+
+    @context.setter
+    def context(self, context: W8A8Context) -> None:
+        if not isinstance(context, W8A8Context):
+            raise TypeError(
+                "context must be a W8A8Context (e.g. W8A8Context() or another layer's "
+                f".context), got {type(context).__name__}"
+            )
+        self._context = context
+
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "W8A8Linear":
-        """Quantize an nn.Linear's weight (symmetric int8, per output channel) into a new layer."""
+    def from_linear(cls, linear: nn.Linear, *, context: W8A8Context | None = None) -> "W8A8Linear":
+        """Quantize an nn.Linear's weight (symmetric int8, per output channel) into a new layer.
+
+        context: the W8A8Context to work in (None: a new one, for this layer alone).
+        Example: a row [2.54, 0.0, -2.54] gets s_w = 0.02 and W_q = [127, 0, -127].
+        """
         if _check_linear(linear).weight.device.type != "cpu":
             raise ValueError("linear must be on the CPU (W8A8Linear runs there); call .cpu()")
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        bias = linear.bias is not None
+        layer = cls(linear.in_features, linear.out_features, bias=bias, context=context)
         quantized = quantize_weight_per_channel(linear.weight.detach().float())
         layer.int8_weight.copy_(quantized.q)  # (out_features, in_features) int8
         layer.scales.copy_(quantized.params.scale.flatten())  # (out_features,)
@@ -144,14 +172,14 @@ class W8A8Linear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_q, x_scale = self._quantize_once(_check_input(x, self.in_features))  # (tokens, 1)
-        y = self._integer_matmul(x_q)  # (tokens, out) float32 = s_w * acc, the new output
-        y = self._rescale(y, x_scale)  # s_x * y + b, in place
+        self._refresh()  # rebuild what a changed weight, scale or bias makes stale
+        x_kernel, x_scale = self._quantize_once(_check_input(x, self.in_features))  # (tokens, 1)
+        y = self._integer_product(x_kernel)  # (tokens, out) float32 = s_w * acc, the new output
+        y = self._rescale_in_place(y, x_scale)  # s_x * y + b
         y = y.view(*x.shape[:-1], self.out_features)
         return y if x.dtype == torch.float32 else y.to(x.dtype)
 
-    # --- the three steps, checked, for the lesson and the tests (forward calls the unchecked
-    # --- versions below, which may return scratch memory) --------------------------------------
+    # --- the three steps, every value checked, new tensors: for the lesson and the tests -----
 
     def quantize_activations(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token symmetric: s_x = max|row| / q_max, x_q = round(row / s_x), q_max from kernel.
@@ -164,10 +192,8 @@ class W8A8Linear(nn.Module):
         Returns new tensors (x_q int8 (tokens, in_features), s_x float32 (tokens, 1)).
         """
         check_float_tensor(check_tensor(rows, "rows").detach(), "rows", allow_empty=True)
-        if rows.ndim != 2 or rows.shape[1] != self.in_features:
-            raise ValueError(
-                f"rows must have shape (tokens, {self.in_features}), got {tuple(rows.shape)}"
-            )
+        self._check_rows(rows)
+        self._refresh()
         x_q, x_scale, _, _ = self._quantize(rows.detach(), "rows", math.inf, torch.int8)
         return x_q.clone(), x_scale
 
@@ -191,9 +217,9 @@ class W8A8Linear(nn.Module):
                 f"x_q must lie in [-{q_max}, {q_max}], this layer's {self.kernel.activation_bits}"
                 "-bit grid (quantize_activations gives such integers)"
             )
-        if self._uses_packed_kernel(x_q.shape[0]):
+        if self._encoding(x_q.shape[0]) == torch.uint8:
             x_q = (x_q.short() + self.kernel.zero_point).to(torch.uint8)  # oneDNN reads u8
-        return self._integer_matmul(x_q.contiguous())
+        return self.integer_product(x_q)
 
     def rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
         """y[t, o] = s_x[t] * y'[t, o] + b[o], from integer_matmul's y' = s_w * acc.
@@ -203,34 +229,108 @@ class W8A8Linear(nn.Module):
         """
         y = check_float_tensor(check_tensor(y, "y"), "y", allow_empty=True)
         x_scale = check_float_tensor(check_tensor(x_scale, "x_scale"), "x_scale", allow_empty=True)
+        out = self.rescale_in_place(y.detach().float().clone(), x_scale.detach().float())
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("x_scale * y overflows float32; the activations' scale is too large")
+        return out
+
+    # --- the three steps as forward runs them: kinds and shapes checked (O(1)), values not ---
+
+    def quantize_into_scratch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 1 of forward: quantize_activations' s_x and x_q, in the kernel's encoding.
+
+        x_kernel = x_q + 2**(bits - 1) as uint8 when this many tokens run oneDNN's packed kernel,
+        x_q as int8 otherwise: what integer_product takes. x_kernel is a view of the context's
+        scratch, overwritten by the next quantization of any layer sharing the context (clone it
+        to keep it). NaN, inf and rows whose output could overflow are refused all the same
+        (the absmax finds them for free). Also forgets the context's last input.
+        Example (7 bits, oneDNN): rows [[0.5, -1.26, 0.1]] -> s_x [[0.02]], x_q [25, -63, 5],
+        x_kernel [[89, 1, 69]] uint8. Returns (x_kernel (tokens, in_features), s_x (tokens, 1)).
+        """
+        check_tensor(rows, "rows")
+        if not rows.is_floating_point():
+            raise TypeError(f"rows must hold float activations, got {rows.dtype}; use .float()")
+        self._check_rows(rows)
+        self._refresh()
+        limit = min(torch.finfo(rows.dtype).max, _FLOAT32_MAX)
+        return self._quantize(rows.detach(), "rows", limit, self._encoding(rows.shape[0]))[:2]
+
+    def integer_product(self, x_kernel: torch.Tensor) -> torch.Tensor:
+        """Step 2 of forward: integer_matmul's s_w * acc, from quantize_into_scratch's x_kernel.
+
+        x_kernel must have the dtype quantize_into_scratch gives for its token count (uint8 for
+        oneDNN, int8 otherwise); its values are not checked: integers off this layer's grid
+        (|x_q| > q_max) may saturate the adder of a CPU without VNNI (integer_matmul refuses
+        them). Example: x_kernel [[50, -127, 10]] int8 (or [[178, 1, 138]] uint8 at 8 bits),
+        W_q row [127, 0, -127], s_w = 0.02 -> [[101.6]]. Returns a new (tokens, out_features)
+        float32 tensor: the layer's output to be.
+        """
+        check_tensor(x_kernel, "x_kernel")
+        tokens = x_kernel.shape[0] if x_kernel.ndim == 2 else 0
+        dtype = self._encoding(tokens)
+        if x_kernel.ndim != 2 or x_kernel.shape[1] != self.in_features or x_kernel.dtype != dtype:
+            raise ValueError(
+                f"x_kernel must be {dtype} of shape (tokens, {self.in_features}) for this layer, "
+                f"as quantize_into_scratch gives, got {x_kernel.dtype} {tuple(x_kernel.shape)}"
+            )
+        self._refresh()
+        return self._integer_product(x_kernel.contiguous())
+
+    def rescale_in_place(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
+        """Step 3 of forward: y <- s_x * y + b, in place on integer_product's y; returns y.
+
+        y float32 (tokens, out_features), x_scale float32 (tokens, 1); values are not checked
+        (NaN in, NaN out: rescale refuses them). Example: y = [[101.6]], s_x = [[0.01]],
+        b = [0.5] -> y becomes [[1.516]].
+        """
+        check_tensor(y, "y")
+        check_tensor(x_scale, "x_scale")
+        if y.dtype != torch.float32 or x_scale.dtype != torch.float32 or y.requires_grad:
+            raise TypeError(
+                f"y and x_scale must be float32 tensors that do not require grad (y is written "
+                f"in place), got {y.dtype} and {x_scale.dtype}; use rescale for other inputs"
+            )
+        self._check_y_and_scale(y, x_scale)
+        return self._rescale_in_place(y, x_scale)
+
+    # --- the hot path, unchecked --------------------------------------------------------------
+
+    def _check_rows(self, rows: torch.Tensor) -> None:
+        if rows.ndim != 2 or rows.shape[1] != self.in_features:
+            raise ValueError(
+                f"rows must have shape (tokens, {self.in_features}), got {tuple(rows.shape)}"
+            )
+
+    def _check_y_and_scale(self, y: torch.Tensor, x_scale: torch.Tensor) -> None:
         if y.ndim != 2 or y.shape[1] != self.out_features or x_scale.shape != (y.shape[0], 1):
             raise ValueError(
                 f"y must have shape (tokens, {self.out_features}) and x_scale (tokens, 1), got "
                 f"{tuple(y.shape)} and {tuple(x_scale.shape)}"
             )
-        out = self._rescale(y.detach().float().clone(), x_scale.detach().float())
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError("x_scale * y overflows float32; the activations' scale is too large")
-        return out
 
-    # --- the hot path -------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Forget the cached layouts and bounds if a buffer changed since they were made."""
+        buffers = self._buffers  # a dict lookup: nn.Module's self.scales costs about 1 us
+        self._cache.refresh(buffers["int8_weight"], buffers["scales"], buffers["bias"])
 
     def _encoding(self, tokens: int) -> torch.dtype:
-        """The integers' dtype for a call: uint8 (q + zero point) for oneDNN, int8 otherwise."""
-        return torch.uint8 if self._uses_packed_kernel(tokens) else torch.int8
+        """The integers' dtype for a call of `tokens` rows: uint8 (q + zero point) if it runs
+        oneDNN's packed kernel (always where that is the only exact kernel, else from
+        _ONEDNN_MIN_MACS multiply-adds on), int8 otherwise (torch._int_mm or float64 sums)."""
+        kernel, macs = self.kernel, tokens * self._macs_per_token
+        packed = kernel.onednn and (not kernel.int_mm or macs >= _ONEDNN_MIN_MACS)
+        return torch.uint8 if packed else torch.int8
 
     def _quantize_once(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """_quantize, or the result for the same unchanged x from the previous layer (_LAST).
-
-        The bound on the output is this layer's, so it is checked again on a reused result.
-        """
-        limit = torch.finfo(x.dtype).max
+        """_quantize, or the context's result for this very x, unchanged, from the previous layer
+        (the bound on the output is this layer's, so it is checked again on a reused result)."""
+        limit = min(torch.finfo(x.dtype).max, _FLOAT32_MAX)
         rows = x.detach().reshape(-1, self.in_features)  # (tokens, in_features)
         dtype = self._encoding(rows.shape[0])
-        found = _LAST.find(x, dtype, self.kernel.q_max)
+        found = self._context._find(x, dtype, self.kernel.q_max)
         if found is None:  # _quantize checks the bound itself
             found = self._quantize(rows, "x", limit, dtype)
-            _LAST.remember(x, found)
+            self._context._remember(x, found)
         else:
             self._check_output_bound(found[2], "x", limit)
         return found[0], found[1]
@@ -246,10 +346,10 @@ class W8A8Linear(nn.Module):
         extra pass. Also refuses inputs whose output could exceed `limit`
         (_check_output_bound). Returns (x_q, s_x, max|rows|, q_max).
         """
-        _LAST.forget()  # the scratch x_q is about to change
+        self._context._start_quantization()  # the scratch x_q is about to change
         q_max = self.kernel.q_max
         rows = rows.float()  # float32 math (bf16 could round 127 up to 128); no copy if float32
-        ratio = _SCRATCH.get("ratio", rows.shape, torch.float32)  # (tokens, in) float32
+        ratio = self._context._buffer("ratio", rows.shape, torch.float32)  # (tokens, in)
         if rows.numel() >= _MINMAX_MIN_NUMEL:  # (tokens, 1); NaN stays NaN in both
             abs_max = torch.maximum(
                 rows.amax(dim=1, keepdim=True), rows.amin(dim=1, keepdim=True).neg_()
@@ -267,107 +367,28 @@ class W8A8Linear(nn.Module):
         torch.div(rows, scale, out=ratio).round_()  # round half to even, as torch.round
         if dtype == torch.uint8:  # u8 = q + zero point, in [1, 255] (8 bits) or [1, 127] (7)
             ratio.add_(self.kernel.zero_point)
-        x_q = _SCRATCH.get(f"x_q_{dtype}", rows.shape, dtype).copy_(ratio)  # exact: integers
+        x_q = self._context._buffer(f"x_q_{dtype}", rows.shape, dtype).copy_(ratio)  # exact
         return x_q, scale, peak, q_max
 
     def _check_output_bound(self, peak: float, name: str, limit: float) -> None:
         """Refuse an input whose output could exceed `limit`: |y[t, o]| <= max|x| * gain + max|b|
-        (see _output_gain)."""
-        if peak * self._output_gain() + self._bias_max() > limit:
+        (see _WeightCache.gain)."""
+        if peak * self._cache.gain() + self._cache.bias_max() > limit:
             raise ValueError(
                 f"{name} is too large (max |{name}| = {peak:.3g}): the output could exceed "
-                f"{limit:.3g}, the largest value of its dtype; scale the input down"
+                f"{limit:.3g}, the largest value of its dtype (float32 inside the layer); scale "
+                "the input down"
             )
 
-    def _integer_matmul(self, x_q: torch.Tensor) -> torch.Tensor:
-        """s_w * acc from uint8 (oneDNN, packed weight), int8 (torch._int_mm) or, where neither
-        kernel is exact, a float64 product of the integers (exact: |acc| < 2**31 < 2**53).
+    def _integer_product(self, x_kernel: torch.Tensor) -> torch.Tensor:
+        """s_w * acc on this call's kernel (see _WeightCache.product), a new float32 tensor."""
+        return self._cache.product(x_kernel, self.kernel, self._context)
 
-        qlinear_pointwise(u8, 1.0, zp, packed, s_w, 0, None, 1.0, 0, float32, "none", [], ""):
-        activations u8 with scale 1 and zero point zp (oneDNN computes sum (u8 - zp) * W_q),
-        weights per channel with scales s_w, no bias, float32 output, no fused post-op.
-        """
-        if x_q.dtype == torch.uint8:
-            return torch.ops.onednn.qlinear_pointwise(
-                x_q, 1.0, self.kernel.zero_point,  # activations: u8, scale 1, zero point
-                self._packed_weight(), self.scales, self._w_zero_points,  # weights, per channel
-                None,  # bias: added by _rescale, after the per-token scale
-                1.0, 0, torch.float32,  # output: float32 (output scale and zero point unused)
-                "none", [], "",  # no fused post-op
-            )  # fmt: skip
-        if not self.kernel.int_mm:  # no exact integer kernel: float64 holds every int32 sum
-            acc = x_q.double() @ self.int8_weight.double().T  # (tokens, out), exact integers
-            return torch.mul(acc.float(), self.scales)  # float32(acc) * s_w, as the kernels
-        acc = _SCRATCH.get("acc", torch.Size((x_q.shape[0], self.out_features)), torch.int32)
-        torch._int_mm(x_q, self._transposed_weight(), out=acc)  # (tokens, out) int32, exact
-        return torch.mul(acc, self.scales)  # float32(acc) * s_w: the new output tensor
-
-    def _uses_packed_kernel(self, tokens: int) -> bool:
-        """True if a call with `tokens` rows runs oneDNN's packed kernel: always where oneDNN is
-        the only exact kernel, else from _ONEDNN_MIN_MACS multiply-adds on."""
-        if not self.kernel.onednn:
-            return False
-        return not self.kernel.int_mm or tokens * self._macs_per_token >= _ONEDNN_MIN_MACS
-
-    def _rescale(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
+    def _rescale_in_place(self, y: torch.Tensor, x_scale: torch.Tensor) -> torch.Tensor:
         """s_x * y + b in place on y (s_w * acc is already bounded by the output: no overflow)."""
         if self.bias is None:
             return y.mul_(x_scale)
         return torch.addcmul(self.bias, y, x_scale, out=y)  # b + y * s_x, one pass
-
-    # --- cached weight layouts and bounds, rebuilt lazily after the weights change ------------
-
-    def _packed_weight(self) -> torch.Tensor:
-        """oneDNN's blocked layout of int8_weight, made at the first call and kept."""
-        if self._packed is None:
-            with torch.inference_mode(False):
-                self._packed = torch.ops.onednn.qlinear_prepack(self.int8_weight, None)
-        return self._packed
-
-    def _transposed_weight(self) -> torch.Tensor:
-        """int8_weight as (in, out), contiguous: the (k, n) layout torch._int_mm takes.
-
-        A fresh (in, out) tensor, not `.t().contiguous()`: for in_features = 1 the transposed
-        view has strides (1, 1), counts as contiguous, and torch
-        2.13's CPU _int_mm returns garbage for a right operand with those strides.
-        """
-        if self._weight_t is None:
-            with torch.inference_mode(False):
-                weight_t = torch.empty(self.in_features, self.out_features, dtype=torch.int8)
-                self._weight_t = weight_t.copy_(self.int8_weight.t())  # strides (out, 1)
-        return self._weight_t
-
-    def _output_gain(self) -> float:
-        """gain = max_o s_w[o] * sum_i |W_q[o, i]|: the largest |s_x * y'| per unit of max|x|.
-
-        |y'[t, o]| <= s_w[o] * sum_i |x_q[t, i]| |W_q[o, i]| <= 127 * s_w[o] * sum_i |W_q[o, i]|
-        and s_x[t] = max|x[t]| / 127, so |s_x[t] * y'[t, o]| <= max|x[t]| * gain.
-        Computed in float64, once per weight.
-        """
-        if self._gain is None:
-            row_sums = self.int8_weight.double().abs().sum(dim=1)  # (out_features,)
-            self._gain = (self.scales.double() * row_sums).max().item()
-        return self._gain
-
-    def _bias_max(self) -> float:
-        if self._bias_peak is None:
-            self._bias_peak = 0.0 if self.bias is None else self.bias.abs().max().item()
-        return self._bias_peak
-
-    def _forget_layouts(self) -> None:
-        self._packed: torch.Tensor | None = None  # oneDNN's layout of int8_weight
-        self._weight_t: torch.Tensor | None = None  # (in, out) contiguous, for torch._int_mm
-        self._gain: float | None = None
-        self._bias_peak: float | None = None
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:  # new weights: rebuild lazily
-        super()._load_from_state_dict(*args, **kwargs)
-        self._forget_layouts()
-
-    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: oneDNN tensors have no storage
-        state = self.__dict__.copy()
-        state["_packed"] = state["_weight_t"] = None
-        return state
 
     def extra_repr(self) -> str:
         return (
