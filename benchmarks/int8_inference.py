@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     isa_paths = {}
     for report in capped:
         if report.onednn_isa == default_isa.onednn_isa:
-            same = f"oneDNN runs at {report.onednn_isa} as without a cap (above this CPU)"
+            same = f"oneDNN runs at {report.onednn_isa} as without a cap (not below this CPU)"
             print(f"ONEDNN_MAX_CPU_ISA={report.requested}: {same}; the default run stands for it")
             continue
         isa_paths[report.requested] = args.out.with_name(
