@@ -3,9 +3,10 @@ oracles, and the short, named lists of what is skipped or accepted.
 
 Everything is keyed by a function's __qualname__ ("fake_quantize", "W8A8Linear.from_linear"),
 never by its module, so the tables survive functions moving between modules. The exercises'
-reference solutions reuse some names with other signatures: for them, keys are
-"exercises.lesson4.linear_quantize" (see `for_target` in test_attack.py). Other tutorlib
-functions needed to build a valid example are found with `api(name)`, wherever they live.
+reference solutions are not attacked: they export nothing (``__all__ = []``), are reached through
+``EXERCISES[id].solution``, and are the learner's model answers, checked by their own tests.
+Other tutorlib functions needed to build a valid example are found with `api(name)`, wherever
+they live.
 """
 
 import dataclasses
@@ -385,9 +386,6 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "load_pretrained": lambda tmp: {"name": "mobilevit-small", "source": None},
     "build_architecture": lambda tmp: {"name": "mobilevit-small"},
     "untie_lm_head": lambda tmp: {"model": small_model()},
-    "exercises.lesson4.linear_dequantize": lambda tmp: {
-        "q": torch.tensor([0, 96, 255], dtype=torch.uint8),
-    },
     "inverse_hessian_cholesky": lambda tmp: {"h": api("hessian")(seeded(16, 8))},
     "output_error": lambda tmp: {"weight_hat": seeded(4, 8) + 0.01, "inputs": seeded(3, 8)},
     "spread_column_error": lambda tmp: {
@@ -423,23 +421,6 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "min_cosine": {"RTN": [0.80, 0.95], "GPTQ": [0.84, 0.96]},
     },
     "plot_nibble_packing": lambda tmp: {"low": 3, "high": 12},
-    "exercises.lesson6.gptq_step": lambda tmp: {
-        "weight": torch.tensor([[1.0, 0.5]]),
-        "u": torch.tensor([[0.5, -0.25], [0.0, 1.0]]),
-        "column": 0,
-        "quantized_column": torch.tensor([1.2]),
-    },
-    "exercises.lesson5.quantize_per_token": lambda tmp: {"x": seeded(3, 8)},
-    "exercises.lesson5.int8_matmul": lambda tmp: {
-        "x_q": torch.randint(-63, 64, (3, 8), dtype=torch.int8),  # on the 7- and 8-bit grids
-        "w_q": torch.randint(-127, 128, (4, 8), dtype=torch.int8),
-    },
-    "exercises.lesson5.w8a8_rescale": lambda tmp: {
-        "acc": torch.randint(-5000, 5000, (3, 4), dtype=torch.int32),
-        "x_scale": torch.full((3, 1), 0.01),
-        "w_scale": torch.full((4,), 0.02),
-        "bias": torch.zeros(4),
-    },
 }
 
 
@@ -501,7 +482,6 @@ Q_FOR = {
         VALID_BY_NAME["r"](), api("get_scale_and_offset")(VALID_BY_NAME["r"]())
     ),
     "pack_weights": lambda: torch.tensor([0, 1, 2, 3, 3, 2, 1, 0], dtype=torch.uint8),
-    "exercises.lesson4.pack_4bit": lambda: torch.tensor([0, 1, 15, 7], dtype=torch.uint8),
     "unpack_weights": lambda: torch.tensor([27, 228], dtype=torch.uint8),
 }
 

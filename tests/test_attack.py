@@ -154,10 +154,7 @@ def hints(func) -> dict[str, str]:
 
 
 def for_target(table: Mapping, target: Target, default=None):
-    """A table's entry for target: by qualname, or by "exercises.lessonN.name" for the
-    exercises' reference solutions (they reuse names of tutorlib functions)."""
-    if target.module.startswith("exercises."):
-        return table.get(f"{target.module}.{target.qualname}", default)
+    """A table's entry for target, by its qualname."""
     return table.get(target.qualname, default)
 
 

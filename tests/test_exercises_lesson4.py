@@ -6,16 +6,18 @@ import pytest
 import torch
 
 from tutorlib.exercises import check
-from tutorlib.exercises.lesson4 import (
+from tutorlib.exercises._lesson4_codes import (
     _quantize_cases,
-    _zero_point_cases,
-    my_get_per_channel_scales,
-    my_get_scale_and_zero_point,
-    my_get_symmetric_scale,
     my_linear_dequantize,
     my_linear_quantize,
     my_pack_4bit,
     my_sqnr_db,
+)
+from tutorlib.exercises.lesson4 import (
+    _zero_point_cases,
+    my_get_per_channel_scales,
+    my_get_scale_and_zero_point,
+    my_get_symmetric_scale,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")

@@ -116,3 +116,13 @@ def test_the_figures_and_exercises_of_lesson_1_load_nothing_of_lesson_5() -> Non
         "import sys; assert 'tutorlib.perf.benchmark' not in sys.modules"
     )
     assert _modules_loaded_by(code) == []
+
+
+# A module holds one idea: past this many lines it holds two, and is split (issue 19's bar).
+MAX_MODULE_LINES = 400
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_module_holds_one_idea(path):
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.name} has {lines} lines: split it by idea"

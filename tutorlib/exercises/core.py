@@ -188,6 +188,11 @@ def check(exercise_id: str, answer: object) -> Feedback:
 # ---------------------------------------------------------------- helpers for the checkers
 
 
+def seeded(seed: int) -> torch.Generator:
+    """A CPU generator seeded with `seed`: each checker's cases draw from their own."""
+    return torch.Generator().manual_seed(seed)
+
+
 def _clone(value: object) -> object:
     """A copy of a tensor argument, so that a learner's in-place edit cannot touch the cases."""
     return value.clone() if isinstance(value, torch.Tensor) else value

@@ -23,6 +23,7 @@ from tutorlib.exercises.core import (
     register,
     same_number,
     same_tensor,
+    seeded,
     verify,
 )
 from tutorlib.perf.amdahl import amdahl_speedup
@@ -31,10 +32,6 @@ __all__: list[str] = []  # reference solutions are reached through EXERCISES[id]
 
 _INT8_MAX = torch.iinfo(torch.int8).max  # 127: the restricted symmetric range is [-127, 127]
 _EPS = torch.finfo(torch.float32).eps  # 2**-23, the floor of a scale (as in torch.ao)
-
-
-def _seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- l5-per-token
@@ -57,7 +54,7 @@ def my_quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _per_token_cases() -> list[tuple[str, torch.Tensor]]:
-    generator = _seeded(51)
+    generator = seeded(51)
     tokens = torch.randn(8, 32, generator=generator)
     tokens[2, 5] = 40.0  # one outlier token
     with_zero_row = torch.randn(4, 16, generator=generator)
@@ -162,7 +159,7 @@ def _int8(generator: torch.Generator, *shape: int, low: int = -128) -> torch.Ten
 
 
 def _matmul_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    generator = _seeded(52)
+    generator = seeded(52)
     return [
         ("(4, 64) x (8, 64)", _int8(generator, 4, 64), _int8(generator, 8, 64)),
         ("(6, 6) x (6, 6)", _int8(generator, 6, 6), _int8(generator, 6, 6)),
@@ -227,7 +224,7 @@ def my_w8a8_rescale(
 
 
 def _rescale_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, object]]:
-    generator = _seeded(53)
+    generator = seeded(53)
 
     def draw(tokens: int, out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         acc = torch.randint(-(2**20), 2**20, (tokens, out), generator=generator, dtype=torch.int32)

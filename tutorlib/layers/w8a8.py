@@ -19,7 +19,7 @@ from tutorlib.layers.w8a16 import (
     _check_linear,
     quantize_weight_per_channel,
 )
-from tutorlib.quant.params import integer_range
+from tutorlib.quant.params import SCALE_FLOOR, integer_range
 
 __all__ = ["W8A8Linear"]
 
@@ -32,9 +32,6 @@ _MAX_IN_FEATURES = torch.iinfo(torch.int32).max // _INT8_MAX**2  # 133,144
 
 # Largest finite float32: the layer computes in float32, whatever the input's dtype.
 _FLOAT32_MAX = torch.finfo(torch.float32).max
-
-# Floor of an activation scale, so that a row of zeros does not divide 0 by 0 (as Lesson 4).
-_SCALE_FLOOR = torch.finfo(torch.float32).eps
 
 # From this many multiply-adds per call (tokens x in_features x out_features) on, oneDNN's
 # prepacked kernel beat torch._int_mm on an Intel Xeon with AMX; below, its fixed cost (~40 us a
@@ -363,7 +360,7 @@ class W8A8Linear(nn.Module):
                 "from (e.g. an overflow in float16) or run this layer in float"
             )
         self._check_output_bound(peak, name, limit)
-        scale = abs_max.div_(q_max).clamp_(min=_SCALE_FLOOR)  # (tokens, 1), in place
+        scale = abs_max.div_(q_max).clamp_(min=SCALE_FLOOR)  # (tokens, 1), in place
         torch.div(rows, scale, out=ratio).round_()  # round half to even, as torch.round
         if dtype == torch.uint8:  # u8 = q + zero point, in [1, 255] (8 bits) or [1, 127] (7)
             ratio.add_(self.kernel.zero_point)

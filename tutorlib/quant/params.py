@@ -21,15 +21,22 @@ from tutorlib._checks import (
     check_tensor,
 )
 
-__all__ = ["SUPPORTED_BITS", "integer_range", "QuantParams", "get_scale_and_zero_point"]
+__all__ = [
+    "SUPPORTED_BITS",
+    "SCALE_FLOOR",
+    "integer_range",
+    "QuantParams",
+    "get_scale_and_zero_point",
+]
 
 
 # Bit widths this module quantizes to: every width from 2 to 8, and 16.
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 16)
 
 
-# The smallest scale: float32's machine epsilon 2**-23, torch.ao's observers' default floor.
-_SCALE_FLOOR = torch.finfo(torch.float32).eps
+# The smallest scale: float32's machine epsilon 2**-23, torch.ao's observers' default floor, so
+# that a block of zeros does not divide 0 by 0. Every scale tutorlib computes is floored here.
+SCALE_FLOOR = torch.finfo(torch.float32).eps
 
 
 def _check_dim(r: torch.Tensor, dim: object) -> int | None:
@@ -207,7 +214,7 @@ def _floor_scale(scale: torch.Tensor) -> torch.Tensor:
     are raised too, which makes their grid coarser than it could be; weights are never that
     small in practice.
     """
-    return torch.clamp(scale, min=_SCALE_FLOOR)
+    return torch.clamp(scale, min=SCALE_FLOOR)
 
 
 def _step(r_min: torch.Tensor, r_max: torch.Tensor, levels: int) -> torch.Tensor:
