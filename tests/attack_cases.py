@@ -272,9 +272,6 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     "W8A8Linear.integer_matmul": lambda tmp: {
         "x_q": torch.randint(-63, 64, (3, 8), dtype=torch.int8),  # on the 7- and 8-bit grids
     },
-    "W8A8Linear.integer_product": lambda tmp: {  # uint8 or int8, as this CPU's kernel reads
-        "x_kernel": INSTANCES["W8A8Linear"]().quantize_into_scratch(seeded(3, 8))[0].clone(),
-    },
     "find_row": lambda tmp: {"rows": benchmark_rows(), "batch_size": 32},
     "drop_unused_pooler": lambda tmp: {"model": _tiny_bert()},
     "use_inplace_gelu": lambda tmp: {"model": _tiny_bert()},
@@ -394,7 +391,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "quantized_column": seeded(4, seed=1),
     },
     "gptq_quantize": lambda tmp: {"inputs": seeded(16, 8)},
-    "fake_quantize_linear_weights": lambda tmp: _model_and_run(),
+    "quantize_linear_weights": lambda tmp: _model_and_run(),
     "bits_per_weight": lambda tmp: {"bits": 4, "group_size": 128},
     "weight_only_bytes": lambda tmp: {"bits": 4},
     "size_table": lambda tmp: {"settings": [(4, None), (8, None)]},
@@ -534,8 +531,6 @@ SKIPPED = {
     "run_benchmark": "runs the full int8 benchmark",
     "keep_freed_memory": "changes glibc's allocator settings of the whole test process",
     "quanto_w8a8": "needs MiniLM's tokenizer and calibrates a quantized MiniLM",
-    "W8A8Linear.rescale_in_place": "forward's unchecked hot-path step: NaN in, NaN out by "
-    "design (no pass over y); its checked twin W8A8Linear.rescale is attacked",
 }
 
 # Whole modules not attacked, with the reason.
