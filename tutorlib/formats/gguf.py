@@ -86,7 +86,11 @@ def torch_shape(gguf_dims: Sequence[int]) -> tuple[int, ...]:
     Example: blk.0.ffn_down.weight has GGUF dims [1536, 576], torch shape (576, 1536), i.e.
     (out_features, in_features) of a layer from 1536 inputs to 576 outputs.
     """
-    return tuple(int(n) for n in reversed(list(gguf_dims)))
+    if isinstance(gguf_dims, str) or not isinstance(gguf_dims, Sequence | np.ndarray):
+        raise TypeError(
+            f"gguf_dims must be a sequence of ints such as [1536, 576], got {gguf_dims!r}"
+        )
+    return tuple(check_int(n, "gguf_dims", minimum=0) for n in reversed(list(gguf_dims)))
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ class OffsetQuantizedTensor:
     params: OffsetParams
 
     def __post_init__(self) -> None:
-        check_integer_tensor(self.q, "q")
+        if check_integer_tensor(self.q, "q").ndim == 0:
+            raise ValueError("q must hold the integers of a weight, (out, in), not one 0-d value")
         _check_params(self.params, OffsetParams)
         _check_fits(self.q, self.params.scale, self.params.dim, self.params.group_size, "q")
         q_max = 2**self.params.bits - 1
