@@ -6,19 +6,43 @@ import pytest
 import torch
 
 from tutorlib.exercises import EXERCISES, check
-from tutorlib.exercises.lesson7 import NOISE_ANSWER, Q4_1_BITS_PER_WEIGHT, my_kl_per_token
+from tutorlib.exercises.lesson7 import (
+    NOISE_ANSWER,
+    Q4_1_BITS_PER_WEIGHT,
+    UNIFORM_PERPLEXITY,
+    VOCABULARY,
+    my_kl_per_token,
+)
 from tutorlib.formats.gguf import Q4_1
 from tutorlib.models.lm_eval import kl_divergence
+from tutorlib.models.perplexity import perplexity
 
 
 def test_every_solution_passes_its_own_check():
-    for exercise_id in ("l7-q4-1-bits", "l7-kl", "l7-noise"):
+    for exercise_id in ("l7-q4-1-bits", "l7-uniform-perplexity", "l7-kl", "l7-noise"):
         feedback = check(exercise_id, EXERCISES[exercise_id].solution)
         assert feedback.passed, feedback.message
 
 
 def test_q4_1_bits_is_the_block_formats():
     assert Q4_1_BITS_PER_WEIGHT == Q4_1.bits_per_weight == 5.0
+
+
+class _Uniform(torch.nn.Module):
+    """A causal LM that gives every token of its vocabulary the same logit."""
+
+    def forward(self, input_ids):
+        logits = torch.zeros(*input_ids.shape, VOCABULARY)
+        return type("Output", (), {"logits": logits})()
+
+
+def test_uniform_perplexity_is_what_the_harness_measures():
+    ids = torch.arange(40) % VOCABULARY
+    measured = perplexity(_Uniform().eval(), ids, window=8, stride=8)
+    value = getattr(measured, "value", measured)
+    # The harness takes log_softmax in float32: ln V = 10.8 carries an error of a few 2**-24
+    # relative, which exp turns into ~1e-6 of the perplexity.
+    assert value == pytest.approx(UNIFORM_PERPLEXITY, rel=2e-6) and UNIFORM_PERPLEXITY == 49_152
 
 
 def test_kl_agrees_with_the_harness():
@@ -65,6 +89,9 @@ WRONG = [
     ("l7-q4-1-bits", 4.75, "not a uint8 zero point"),
     ("l7-q4-1-bits", 20, "bytes of a block"),
     ("l7-q4-1-bits", 7.25, "the right result is 5"),
+    ("l7-uniform-perplexity", math.log(49_152), "its exp"),
+    ("l7-uniform-perplexity", math.log2(49_152), "the NLL in bits"),
+    ("l7-uniform-perplexity", 1, "always sure and right"),
     ("l7-kl", _reversed_kl, "that is KL(P || P_ref)"),
     ("l7-kl", _kl_in_bits, "that is in bits"),
     ("l7-kl", _summed_kl, "mean over tokens, not the sum"),

@@ -1,13 +1,14 @@
-"""Lesson 7 exercises: a GGUF block's bits per weight, the KL divergence per token, and telling a
-real difference between two models from the noise of the text.
+"""Lesson 7 exercises: a GGUF block's bits per weight, a uniform model's perplexity, the KL
+divergence per token, and telling a real difference between two models from the noise of the text.
 
-Each asks for one piece of the lesson, in the order it teaches them: what a Q4_1 weight costs
-once its block's parameters are counted, the metric that compares a quantized model's
-predictions with the reference's, and how to read a bootstrap interval. The reference solution
+Each asks for one piece of the lesson, in the order it teaches them: predict what a Q4_1 weight
+costs once its block's parameters are counted, and the perplexity of a model that knows nothing;
+derive the metric that compares a quantized model's predictions with the reference's; reason
+from a bootstrap interval. The reference solution
 of the KL is written here with plain torch, independent of tutorlib.models.lm_eval, and named
 ``my_...`` like the learner's, so that a notebook's never shadows tutorlib's.
 
-Leaves out: perplexity itself (one exp of a mean, shown in the lesson) and the bootstrap's
+Leaves out: perplexity as a function (one exp of a mean, shown in the lesson) and the bootstrap's
 resampling (tutorlib.models.bootstrap).
 """
 
@@ -61,6 +62,40 @@ register(
         prompt="How many bits does one weight of a Q4_1 tensor take, its block's d and m included?",
         solution=Q4_1_BITS_PER_WEIGHT,
         checker=_check_q4_1_bits,
+    )
+)
+
+
+# ---------------------------------------------------------------- l7-uniform-perplexity
+
+# A model that gives each of SmolLM2's 49,152 tokens probability 1/V has a negative
+# log-likelihood of ln V nats at every position, and a perplexity of exp(ln V) = V.
+VOCABULARY = 49_152
+UNIFORM_PERPLEXITY = VOCABULARY
+
+
+def _check_uniform_perplexity(answer: object) -> str:
+    got = expect_number(answer, "the perplexity")
+    mistakes = [
+        (math.log(VOCABULARY), "that is the NLL per token, ln V nats; perplexity is its exp"),
+        (math.log2(VOCABULARY), "that is the NLL in bits, log2 V; perplexity is 2 to that power"),
+        (1 / VOCABULARY, "that is the probability of each token; perplexity is 1 / p here"),
+        (1.0, "1 is a model always sure and right; a uniform model is as unsure as it gets"),
+    ]
+    verify(got, float(UNIFORM_PERPLEXITY), mistakes, same_number(rel_tol=1e-9), "V = 49,152")
+    return (
+        "49,152: every token costs -ln(1/V) = ln V nats, and exp(ln V) = V. A perplexity reads as "
+        "'as unsure as a uniform choice among that many tokens'."
+    )
+
+
+register(
+    Exercise(
+        id="l7-uniform-perplexity",
+        lesson=7,
+        prompt="A model gives all 49,152 tokens of its vocabulary equal probability: perplexity?",
+        solution=UNIFORM_PERPLEXITY,
+        checker=_check_uniform_perplexity,
     )
 )
 
