@@ -394,6 +394,10 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "quantized_column": seeded(4, seed=1),
     },
     "gptq_quantize": lambda tmp: {"inputs": seeded(16, 8)},
+    "token_rows": lambda tmp: {
+        "inputs": seeded(2, 3, 4),
+        "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
+    },
     "fake_quantize_linear_weights": lambda tmp: _model_and_run(),
     "bits_per_weight": lambda tmp: {"bits": 4, "group_size": 128},
     "weight_only_bytes": lambda tmp: {"bits": 4},

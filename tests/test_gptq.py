@@ -9,6 +9,7 @@ from torch import nn
 from tutorlib.layers.calibrated import fake_quantize_linear_weights
 from tutorlib.models.calibration import load_calibration_sentences
 from tutorlib.models.search_task import load_search_task, search_sentences
+from tutorlib.perf.hooks import capture_linear_inputs
 from tutorlib.quant.affine import linear_dequantize, linear_quantize
 from tutorlib.quant.gptq import (
     gptq_quantize,
@@ -16,6 +17,7 @@ from tutorlib.quant.gptq import (
     inverse_hessian_cholesky,
     output_error,
     spread_column_error,
+    token_rows,
 )
 from tutorlib.quant.params import QuantParams, get_scale_and_zero_point
 from tutorlib.quant.rtn import rtn_quantize
@@ -213,3 +215,70 @@ def test_a_refused_model_is_left_exactly_as_it_was(problem: str) -> None:
         fake_quantize_linear_weights(model, "gptq", 4, 8, run=lambda: calls(x))
     after = model.state_dict()
     assert all(torch.equal(before[k].nan_to_num(), after[k].nan_to_num()) for k in before)
+
+
+# ---- padding: only the real tokens of a calibration batch enter H
+
+
+def test_token_rows_textbook_case():
+    x = torch.arange(24.0).reshape(2, 3, 4)  # (batch, seq, features)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])  # the second sentence has one real token
+    rows = token_rows(x, mask)
+    assert rows.shape == (4, 4)
+    assert torch.equal(rows, torch.cat([x[0], x[1, :1]]))  # the padded rows are gone
+    assert torch.equal(token_rows(x, mask.bool()), rows)  # a boolean mask reads the same
+
+
+def test_masked_gptq_is_gptq_on_the_real_tokens_alone():
+    # A model that treats each token on its own: masking the padded batch must give exactly
+    # what GPTQ gives on the real tokens' rows, and differ from calibrating on the padding too.
+    g = torch.Generator().manual_seed(0)
+    layer = nn.Sequential(nn.Linear(16, 8))  # a model whose one Linear sees each token alone
+    x = torch.randn(3, 5, 16, generator=g)
+    x[1, 3:] = 5.0  # padded positions carry vectors far from the real tokens'
+    x[2, 2:] = 5.0
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
+    weight = layer[0].weight.detach().clone()
+    masked = copy.deepcopy(layer)
+    fake_quantize_linear_weights(masked, "gptq", 4, 8, run=lambda: masked(x), token_mask=mask)
+    reference = gptq_quantize(weight, x[mask.bool()], 4, 8).dequantize()
+    assert torch.equal(masked[0].weight.detach(), reference)
+    unmasked = copy.deepcopy(layer)
+    fake_quantize_linear_weights(unmasked, "gptq", 4, 8, run=lambda: unmasked(x))
+    assert not torch.equal(unmasked[0].weight.detach(), reference)
+
+
+def test_captured_inputs_keep_only_real_tokens():
+    layer = nn.Linear(4, 2)
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    captured = capture_linear_inputs(layer, lambda: layer(x), token_mask=mask)
+    assert torch.equal(captured[""], torch.stack([x[0, 0], x[0, 1], x[1, 0]]))
+
+
+@pytest.mark.parametrize(
+    "mask, error, message",
+    [
+        (torch.tensor([[1, 1], [1, 0]]), ValueError, "shape (batch, seq)"),
+        (torch.tensor([[1.0, 1, 1], [1, 0, 0]]), TypeError, "integers or booleans"),
+        (torch.tensor([[1, 2, 1], [1, 0, 0]]), ValueError, "only 0 (padding) and 1"),
+        (torch.zeros(2, 3, dtype=torch.long), ValueError, "no real token"),
+        ([[1, 1, 1], [1, 0, 0]], TypeError, "must be a tensor"),
+    ],
+)
+def test_token_rows_refuses_a_bad_mask(mask, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        token_rows(torch.zeros(2, 3, 4), mask)
+
+
+def test_a_mask_for_another_batch_is_refused_before_anything_changes():
+    layer = nn.Sequential(nn.Linear(4, 2))
+    weight = layer[0].weight.detach().clone()
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(2))
+    with pytest.raises(ValueError, match="token_mask has shape"):
+        fake_quantize_linear_weights(
+            layer, "gptq", 4, 4, run=lambda: layer(x), token_mask=torch.ones(2, 5, dtype=torch.long)
+        )
+    assert torch.equal(layer[0].weight.detach(), weight)
+    with pytest.raises(ValueError, match="pass run too"):
+        fake_quantize_linear_weights(layer, "rtn", 4, 4, token_mask=torch.ones(2, 3, dtype=int))

@@ -16,7 +16,7 @@ from torch import nn
 
 from tutorlib._checks import check_bits, check_group_size, iter_linears
 from tutorlib.quant.affine import QuantizedTensor
-from tutorlib.quant.gptq import gptq_quantize, output_error
+from tutorlib.quant.gptq import gptq_quantize, output_error, token_rows
 from tutorlib.quant.rtn import GPTQ_BITS, _check_weight, rtn_quantize
 
 __all__ = ["LayerQuantization", "fake_quantize_linear_weights"]
@@ -39,12 +39,12 @@ class _StopForward(Exception):
 
 
 def _capture_next(
-    pending: dict[str, nn.Linear], run: Callable[[], object]
+    pending: dict[str, nn.Linear], run: Callable[[], object], token_mask: torch.Tensor | None
 ) -> tuple[list[str], torch.Tensor]:
     """Run the model until the first pending Linear is called; return its name, the names of
     the pending Linears called right after it on the very same input tensor (a block's query,
     key and value), and that input, (samples, in_features). The pass stops there: the layers
-    after it would not change these inputs."""
+    after it would not change these inputs. With a token_mask, only the real tokens' rows."""
     names: list[str] = []
     captured: list[torch.Tensor] = []
 
@@ -69,8 +69,15 @@ def _capture_next(
             handle.remove()
     if not captured:
         raise ValueError("run() never called the Linears left to quantize: it must run the model")
-    x = captured[0].detach().reshape(-1, captured[0].shape[-1]).float()  # (samples, in)
-    return names, x
+    x = captured[0].detach().float()
+    if token_mask is None:
+        return names, x.reshape(-1, x.shape[-1])  # (samples, in)
+    if x.ndim != 3 or tuple(x.shape[:2]) != tuple(token_mask.shape):
+        raise ValueError(
+            f"token_mask has shape {tuple(token_mask.shape)}, but {names[0]} reads inputs of "
+            f"shape {tuple(x.shape)}, not (batch, seq, features): skip that layer, or pass no mask"
+        )
+    return names, token_rows(x, token_mask)  # (real tokens, in)
 
 
 def fake_quantize_linear_weights(
@@ -81,6 +88,7 @@ def fake_quantize_linear_weights(
     run: Callable[[], object] | None = None,
     damp: float = 0.01,
     skip: Iterable[str] = (),
+    token_mask: torch.Tensor | None = None,
 ) -> dict[str, LayerQuantization]:
     """Quantize every nn.Linear's weight, in the order the model calls them, calibrating each on
     the inputs it sees in the model as quantized so far.
@@ -92,9 +100,11 @@ def fake_quantize_linear_weights(
     replaced in place by its dequantized value W_hat. So layer i is calibrated on inputs from
     a model whose layers before i are already quantized, as in the paper. `run` is needed for
     "gptq"; for "rtn" it is optional and only measures each layer's error.
-    Linears named in `skip` (attribute or dotted name) stay as they are.
+    Linears named in `skip` (attribute or dotted name) stay as they are. `token_mask` (batch, seq),
+    a tokenizer's attention_mask for the batch `run` feeds, keeps only the real tokens' rows of
+    each X (`token_rows`): padding is not an input the layers will see, and would bias H.
     Example: MiniLM's 37 Linears (in 25 passes: query, key and value share one) at 4 bits,
-    groups of 128, calibrated on 48 sentences (730 tokens).
+    groups of 128, calibrated on 48 sentences (730 real tokens of a padded (48, 20) batch).
     Returns {dotted name: LayerQuantization}; the model now holds the dequantized weights.
     All or nothing: every weight is checked first, and if any layer is refused on the way (a
     Linear the calibration never reaches, a grid float16 cannot store), every weight is put
@@ -109,6 +119,14 @@ def fake_quantize_linear_weights(
         raise TypeError(f"run must be a function of no arguments, got {type(run).__name__}")
     if method == "gptq" and run is None:
         raise ValueError("GPTQ needs calibration inputs: pass run, e.g. lambda: model(**batch)")
+    if token_mask is not None:
+        if run is None:
+            raise ValueError("token_mask marks the tokens of run's batch: pass run too")
+        if not isinstance(token_mask, torch.Tensor):
+            raise TypeError(f"token_mask must be a tensor, got {type(token_mask).__name__}")
+        if token_mask.ndim != 2:
+            raise ValueError(f"token_mask must be (batch, seq), got {tuple(token_mask.shape)}")
+        token_rows(torch.zeros(*token_mask.shape, 1), token_mask)  # its values, checked now
     targets = iter_linears(model, skip)  # each Linear once, in definition order
     if not targets:
         raise ValueError("model has no nn.Linear to quantize (or all of them are in skip)")
@@ -117,7 +135,9 @@ def fake_quantize_linear_weights(
         _check_weight(linear.weight, f"the weight of {name}")
     originals = {name: linear.weight.detach().clone() for name, linear in targets}
     try:
-        return _quantize_in_calling_order(dict(targets), run, method, bits, group_size, damp)
+        return _quantize_in_calling_order(
+            dict(targets), run, method, bits, group_size, damp, token_mask
+        )
     except BaseException:  # all or nothing: a refusal leaves every weight as it was
         with torch.no_grad():
             for name, linear in targets:
@@ -126,7 +146,7 @@ def fake_quantize_linear_weights(
 
 
 def _quantize_in_calling_order(
-    pending: dict[str, nn.Linear], run, method: str, bits: int, group_size, damp: float
+    pending: dict[str, nn.Linear], run, method: str, bits: int, group_size, damp: float, token_mask
 ) -> dict[str, LayerQuantization]:
     """The loop of fake_quantize_linear_weights: capture the next Linears' inputs, quantize."""
     results = {}
@@ -134,7 +154,7 @@ def _quantize_in_calling_order(
         if run is None:
             names, x = [next(iter(pending))], None
         else:  # the next Linears the model calls, and their inputs from the model as it is now
-            names, x = _capture_next(pending, run)
+            names, x = _capture_next(pending, run, token_mask)
         for name in names:
             results[name] = _quantize_linear(pending.pop(name), x, method, bits, group_size, damp)
     return results

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tutorlib._checks import check_int
+from tutorlib.quant.gptq import token_rows
 
 if TYPE_CHECKING:  # only for type hints: pandas takes a second to import
     import pandas as pd
@@ -173,19 +174,35 @@ def operator_times(run: Callable[[], object], repeats: int = 5, top: int = 10) -
     return pd.concat([listed, rest], ignore_index=True)
 
 
-def capture_linear_inputs(model: nn.Module, run: Callable[[], object]) -> dict[str, torch.Tensor]:
+def capture_linear_inputs(
+    model: nn.Module, run: Callable[[], object], token_mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """The input of every linear layer during one call of `run`, as rows (vectors, features).
 
     Forward pre-hooks copy each layer's first argument, reshaped to (-1, in_features); layers
     that read the same tensor (a BERT block's query, key and value) are kept under each name.
-    The hooks are removed afterwards.
+    With `token_mask` (batch, seq), a tokenizer's attention_mask for run's batch, only the real
+    tokens' rows are kept (`tutorlib.quant.gptq.token_rows`), for layers whose input is
+    (batch, seq, features). The hooks are removed afterwards.
     """
     _check_model_and_run(model, run)
+    if token_mask is not None:  # checked now, not from inside a hook halfway through run()
+        if not isinstance(token_mask, torch.Tensor) or token_mask.ndim != 2:
+            raise ValueError(
+                "token_mask must be a (batch, seq) tensor, a tokenizer's attention_mask; got "
+                f"{getattr(token_mask, 'shape', type(token_mask).__name__)}"
+            )
+        token_rows(torch.zeros(*token_mask.shape, 1), token_mask)  # its values
     inputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str, module: nn.Module, args: tuple) -> None:  # None: leave the input as is
-        if name not in inputs:
-            inputs[name] = args[0].detach().reshape(-1, module.in_features).float().clone()
+        if name in inputs:
+            return
+        x = args[0].detach().float()
+        if token_mask is None:
+            inputs[name] = x.reshape(-1, module.in_features).clone()
+        else:
+            inputs[name] = token_rows(x, token_mask).clone()  # (real tokens, in_features)
 
     handles = [
         module.register_forward_pre_hook(functools.partial(keep, name))

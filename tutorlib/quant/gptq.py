@@ -3,8 +3,10 @@ columns not yet quantized for each one's error.
 
 With the layer's inputs X, the output error ||X (W - W_hat)^T||^2 has Hessian H = 2 X^T X; the
 inverse's upper Cholesky factor U gives, for column i, the optimal move of the remaining
-columns: W[:, j] -= e_i * U[i, j] / U[i, i]. Left out on purpose: act-order (quantizing columns
-by decreasing H diagonal) and lazy batch updates (a speed trick that changes no number).
+columns: W[:, j] -= e_i * U[i, j] / U[i, i]. The paper's lazy batch updates are kept in a simple
+form (the moves of a block of columns onto the later ones are summed into one product). Left out
+on purpose: act-order (quantizing columns by decreasing H diagonal). Padded positions of a
+calibration batch are not inputs the layer will see: `token_rows` keeps only the real tokens.
 """
 
 import math
@@ -17,6 +19,7 @@ from tutorlib.quant.params import QuantParams, get_scale_and_zero_point
 from tutorlib.quant.rtn import _LARGEST_WEIGHT, GPTQ_BITS, _check_weight, _storable
 
 __all__ = [
+    "token_rows",
     "hessian",
     "inverse_hessian_cholesky",
     "spread_column_error",
@@ -33,6 +36,35 @@ def _check_inputs(inputs: object, in_features: int, name: str = "inputs") -> tor
             f"got {tuple(inputs.shape)}"
         )
     return inputs.detach().reshape(-1, in_features).double()  # (samples, in_features)
+
+
+def token_rows(inputs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """The rows of a layer's input that belong to real tokens: X[mask], (real tokens, features).
+
+    A calibration batch pads its shorter sentences; the padded positions run through the model
+    but are never inputs at inference, so they must not enter H = 2 X^T X (GPTQ implementations
+    drop them with the attention mask). inputs (batch, seq, features); token_mask (batch, seq),
+    1 (or True) for a real token, 0 for padding, as a tokenizer's attention_mask.
+    Example: inputs (2, 3, 4) with token_mask [[1, 1, 1], [1, 0, 0]] -> (4, 4): 4 real tokens.
+    """
+    inputs = check_float_tensor(inputs, "inputs")
+    if not isinstance(token_mask, torch.Tensor):
+        raise TypeError(
+            f"token_mask must be a tensor (a tokenizer's attention_mask), got "
+            f"{type(token_mask).__name__}"
+        )
+    if inputs.ndim != 3 or tuple(token_mask.shape) != tuple(inputs.shape[:2]):
+        raise ValueError(
+            f"token_mask must have the shape (batch, seq) of inputs (batch, seq, features); got "
+            f"token_mask {tuple(token_mask.shape)} and inputs {tuple(inputs.shape)}"
+        )
+    if token_mask.is_floating_point() or token_mask.is_complex():
+        raise TypeError(f"token_mask must hold integers or booleans, got {token_mask.dtype}")
+    if not bool(((token_mask == 0) | (token_mask == 1)).all()):
+        raise ValueError("token_mask must hold only 0 (padding) and 1 (a real token)")
+    if not bool(token_mask.any()):
+        raise ValueError("token_mask marks no real token: there is nothing to calibrate on")
+    return inputs[token_mask.bool()]  # (real tokens, features)
 
 
 def _column_grid(columns: torch.Tensor, bits: int) -> QuantParams:
