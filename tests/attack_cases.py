@@ -421,6 +421,88 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "min_cosine": {"RTN": [0.80, 0.95], "GPTQ": [0.84, 0.96]},
     },
     "plot_nibble_packing": lambda tmp: {"low": 3, "high": 12},
+    # Lesson 7: GGUF blocks, the language-model harness and its variants. A tiny random llama
+    # (_tiny_llama) stands in for SmolLM2 wherever a model is needed; only the file readers use
+    # the real (pinned) GGUF file, which the reader maps lazily.
+    "torch_shape": lambda tmp: {"gguf_dims": [1536, 576]},
+    "gguf_tensor_table": lambda tmp: {"path": _smollm2_file()},
+    "dequantize_q4_1": lambda tmp: {"raw": bytes(range(20)), "shape": (1, 32)},
+    "dequantize_q8_0": lambda tmp: {"raw": bytes(range(34)), "shape": (1, 32)},
+    "offset_rtn_quantize": lambda tmp: {"weight": seeded(4, 8), "bits": 4, "group_size": 4},
+    "symmetric_rtn_quantize": lambda tmp: {"weight": seeded(4, 8), "bits": 4, "group_size": 4},
+    "OffsetQuantizedTensor": lambda tmp: _offset_quantized_kwargs(),
+    "Int4WeightOnlyLinear": lambda tmp: {"in_features": 64, "out_features": 16, "group_size": 32},
+    "Int4WeightOnlyLinear.from_quantized": lambda tmp: {
+        "quantized": api("offset_rtn_quantize")(seeded(16, 64), 4, 32),
+        "bias": None,
+    },
+    "Int4WeightOnlyLinear.from_linear": lambda tmp: {
+        "linear": small_linear(64, 16),
+        "group_size": 32,
+    },
+    "Int4WeightOnlyLinear.forward": lambda tmp: {"x": seeded(3, 64)},
+    "Int8WeightOnlyLinear.forward": lambda tmp: {"x": seeded(3, 8)},
+    "sliding_windows": lambda tmp: {"n_tokens": 10, "window": 4, "stride": 2},
+    "perplexity": lambda tmp: {"model": _tiny_llama(), "token_ids": _token_ids(), "window": 8},
+    "compare_to_reference": lambda tmp: _two_llamas(),
+    "kl_divergence": lambda tmp: _two_llamas(),
+    "top1_agreement": lambda tmp: _two_llamas(),
+    "reference_log_probs": lambda tmp: {
+        "reference": _tiny_llama(),
+        "token_ids": _token_ids(),
+        "window": 8,
+    },
+    "compare_to_log_probs": lambda tmp: {
+        "model": _tiny_llama(seed=1),
+        "reference": api("reference_log_probs")(_tiny_llama(), _token_ids(), 8),
+    },
+    "paired_bootstrap": lambda tmp: {
+        "sums_a": [300.0, 320.0, 310.0],
+        "sums_b": [303.0, 321.0, 318.0],
+        "token_counts": [100, 100, 100],
+        "resamples": 50,
+    },
+    "compare_perplexity": lambda tmp: {
+        "baseline": api("perplexity")(_tiny_llama(), _token_ids(), 4),
+        "candidate": api("perplexity")(_tiny_llama(seed=1), _token_ids(), 4),
+        "resamples": 50,
+    },
+    "hf_llama_name": lambda tmp: {"gguf_name": "blk.3.attn_q.weight"},
+    "undo_rope_permutation": lambda tmp: {"weight": seeded(8, 4), "n_heads": 2},
+    "llama_config_from_gguf": lambda tmp: {"reader": _gguf_reader()},
+    "llama_state_dict_from_gguf": lambda tmp: {
+        "reader": _gguf_reader(),
+        "config": api("llama_config_from_gguf")(_gguf_reader()),
+    },
+    "build_from_gguf": lambda tmp: {"path": _smollm2_file()},
+    "WeightRecipe": lambda tmp: {"method": "rtn", "form": "offset", "bits": 4, "group_size": 32},
+    "WeightRecipe.bits_per_weight": lambda tmp: {"in_features": 576},
+    "WeightRecipe.quantize": lambda tmp: {"weight": seeded(4, 64)},
+    "quantize_lm_weights": lambda tmp: {"model": _tiny_llama(), "recipe": _q4_1_recipe()},
+    "lm_storage": lambda tmp: {"model": _tiny_llama(), "recipe": _q4_1_recipe()},
+    "start_decoding": lambda tmp: {"model": _tiny_llama(), "prompt_ids": _token_ids()[:5]},
+    "decode_step": lambda tmp: {
+        "decoding": api("start_decoding")(_tiny_llama(), _token_ids()[:5]),
+    },
+    "greedy_generate": lambda tmp: {
+        "model": _tiny_llama(),
+        "prompt_ids": _token_ids()[:5],
+        "max_new_tokens": 2,
+    },
+    "time_decode": lambda tmp: {
+        "models": {"tiny": _tiny_llama()},
+        "prompt_ids": _token_ids()[:4],
+        "new_tokens": 1,
+        "repeats": 1,
+    },
+    "plot_kl_vs_bits": lambda tmp: {
+        "bits_per_weight": {"RTN": [3.75, 4.75], "GPTQ": [3.75, 4.75]},
+        "kl": {"RTN": [0.98, 0.29], "GPTQ": [0.57, 0.14]},
+    },
+    "plot_decode_speeds": lambda tmp: {
+        "tokens_per_second": {"FP32": 11.5, "BF16": 23.0},
+        "gigabytes_per_second": {"FP32": 6.2, "BF16": 6.2},
+    },
 }
 
 
@@ -465,6 +547,49 @@ def _cpuinfo_file(tmp: Path) -> Path:
     return path
 
 
+def _smollm2_file() -> Path:
+    return api("smollm2_path")()  # the pinned file, its size and SHA-256 checked
+
+
+def _gguf_reader():
+    import gguf
+
+    return gguf.GGUFReader(_smollm2_file())  # maps the file; reads a tensor only when asked
+
+
+def _offset_quantized_kwargs() -> dict:
+    quantized = api("offset_rtn_quantize")(seeded(4, 8), 4, 4)
+    return {"q": quantized.q, "params": quantized.params}
+
+
+def _tiny_llama(seed: int = 0) -> nn.Module:
+    """A random 1-layer llama with a vocabulary of 50, tied embeddings: SmolLM2's shape, tiny."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True)  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+def _token_ids() -> torch.Tensor:
+    return torch.arange(12) * 7 % 50  # 12 ids of the tiny vocabulary
+
+
+def _two_llamas() -> dict:
+    return {
+        "model": _tiny_llama(seed=1),
+        "reference": _tiny_llama(),
+        "token_ids": _token_ids(),
+        "window": 8,
+    }
+
+
+def _q4_1_recipe():
+    return api("WeightRecipe")("rtn", "offset", 4, 32)  # the tiny llama's 32 and 64 inputs
+
+
 # Valid examples for a parameter whose name is ambiguous, chosen by its class's name in the
 # annotation (a QuantParams parameter gets a QuantParams, whatever it is called).
 VALID_BY_ANNOTATION: dict[str, Callable[[], object]] = {
@@ -495,6 +620,9 @@ INSTANCES: dict[str, Callable[[], object]] = {
     "CpuInfo": lambda: api("parse_cpuinfo")(VALID_BY_NAME["text"]()),
     "QuantizedTensor": lambda: api("quantize_tensor")(VALID_BY_NAME["r"]()),
     "W4A16Linear": lambda: api("W4A16Linear").from_linear(small_linear(), group_size=None),
+    "Int8WeightOnlyLinear": lambda: api("Int8WeightOnlyLinear").from_linear(small_linear()),
+    "Int4WeightOnlyLinear": lambda: api("Int4WeightOnlyLinear").from_linear(small_linear(64, 16)),
+    "WeightRecipe": _q4_1_recipe,
 }
 
 # Smallest valid value of an integer parameter (default 1); smaller values must be refused.
@@ -536,6 +664,9 @@ SKIPPED = {
     "quanto_w8a8": "needs MiniLM's tokenizer and calibrates a quantized MiniLM",
     "W8A8Linear.rescale_in_place": "forward's unchecked hot-path step: NaN in, NaN out by "
     "design (no pass over y); its checked twin W8A8Linear.rescale is attacked",
+    "dequantize_gguf": "its argument is a gguf.ReaderTensor, a NamedTuple that the tuple "
+    "families cannot rebuild; test_gguf_formats.py checks its refusals; dequantize_q4_1 and "
+    "dequantize_q8_0, which it calls, are attacked",
 }
 
 # Whole modules not attacked, with the reason.

@@ -1,4 +1,4 @@
-"""Lessons 3 to 6: how many bytes a model occupies, measured or predicted from bits per weight.
+"""Lessons 3 to 7: how many bytes a model occupies, measured or predicted from bits per weight.
 
 A model's size is the bytes of every tensor it stores: parameters and buffers, each storage
 counted once (a weight tied to another is paid for once). Quantized tensors of optimum-quanto are

@@ -27,6 +27,8 @@ _MODULE_OF = {
     "plot_layer_errors": "lesson6",
     "plot_nibble_packing": "lesson6",
     "plot_size_accuracy_frontier": "lesson6",
+    "plot_decode_speeds": "lesson7",
+    "plot_kl_vs_bits": "lesson7",
 }
 
 __all__ = list(_MODULE_OF)
