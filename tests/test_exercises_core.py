@@ -129,3 +129,16 @@ def test_register_refuses_bad_ids(exercise, message):
 def test_an_id_that_is_not_a_string_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match="exercise_id must be"):
         check(["l1-integer-range"], 1)
+
+
+@pytest.mark.parametrize("lesson", [1, 2, 3, 4, 5, 6, 7])
+def test_at_least_half_of_a_lessons_exercises_make_the_learner_think(lesson):
+    # Issue 22's mix: predictions and reasoning, not only formulas transcribed into functions.
+    kinds = [e.kind for e in EXERCISES.values() if e.lesson == lesson]
+    thinking = sum(kind in ("predict", "reason") for kind in kinds)
+    assert 2 * thinking >= len(kinds), f"lesson {lesson}: {kinds}"
+
+
+def test_an_exercise_of_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Exercise("l1-x", 1, "p", 1, str, kind="transcribe")

@@ -6,11 +6,15 @@ import torch
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson1 import (
     DECODED_BFLOAT16,
+    INT8_WRAP_FROM,
+    INT8_WRAPPED,
+    PACKED_BYTES,
+    PACKED_N,
     _decode_cases,
     my_decode_normal,
     my_integer_limits,
-    my_parameter_bytes,
 )
+from tutorlib.formats.dtypes import bytes_for_parameters
 from tutorlib.formats.float_bits import decode_fields, float_bits
 from tutorlib.quant.params import integer_range
 
@@ -44,8 +48,17 @@ def test_decode_normal_agrees_with_tutorlib_dtypes():
         assert my_decode_normal(s, e_field, m_field, e, m) == expected
 
 
-def test_parameter_bytes_textbook_case():
-    assert my_parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000
+def test_int8_wrap_is_what_torch_computes():
+    converted = torch.tensor([INT8_WRAP_FROM], dtype=torch.int16).to(torch.int8)
+    assert converted.item() == INT8_WRAPPED == -56
+
+
+def test_packed_bytes_agree_with_tutorlib_and_a_real_packing():
+    assert PACKED_BYTES == bytes_for_parameters(PACKED_N, torch.uint4) == 501
+    codes = torch.arange(PACKED_N) % 16
+    padded = torch.cat([codes, codes.new_zeros(PACKED_N % 2)])  # the last byte half used
+    packed = (padded[0::2] | (padded[1::2] << 4)).to(torch.uint8)
+    assert packed.numel() == PACKED_BYTES
 
 
 def _unsigned_2k(bits, signed):
@@ -84,10 +97,12 @@ WRONG = [
     ("l1-decode-normal", _decode(implicit=0), "dropped the implicit leading 1"),
     ("l1-decode-normal", _decode(bias_offset=1), "the bias is 2^(e-1) - 1, not 2^(e-1)"),
     ("l1-decode-normal", _decode(signed=False), "the sign is wrong: multiply by (-1)^s"),
-    ("l1-parameter-bytes", lambda n, dtype: n * dtype.itemsize * 8, "that is bits, not bytes"),
-    ("l1-parameter-bytes", lambda n, dtype: n * 4, "every dtype does not take 4 bytes"),
-    ("l1-parameter-bytes", lambda n, dtype: n * dtype.itemsize / 1e9, "not gigabytes"),
-    ("l1-parameter-bytes", lambda n, dtype: n * dtype.itemsize / 1, "return an int"),
+    ("l1-int8-wrap", 127, "does not saturate"),
+    ("l1-int8-wrap", 56, "as a signed int8 they are negative"),
+    ("l1-int8-wrap", 72, "wraps by 2^8 = 256"),
+    ("l1-packed-bytes", 500.5, "a byte cannot be split"),
+    ("l1-packed-bytes", 1001, "itemsize 1"),
+    ("l1-packed-bytes", 4004, "that is bits, not bytes"),
 ]
 
 

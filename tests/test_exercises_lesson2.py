@@ -7,17 +7,19 @@ import torch
 
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson2 import (
+    GAMMA_ONE_N,
     ONES_STALL,
+    PAIRWISE_DTYPE,
+    PAIRWISE_N,
     _float32_accumulated,
     _pairwise_cases,
     _sequential,
-    my_gamma,
     my_pairwise_sum,
     my_unit_roundoff,
     pairwise_bound,
 )
 from tutorlib.formats.dot_products import pairwise_sum
-from tutorlib.formats.error_bounds import unit_roundoff
+from tutorlib.formats.error_bounds import deterministic_bound, gamma, unit_roundoff
 
 
 def test_running_sum_of_ones_stalls_where_the_answer_says():
@@ -32,9 +34,18 @@ def test_unit_roundoff_agrees_with_tutorlib(dtype):
     assert my_unit_roundoff(dtype) == unit_roundoff(dtype)
 
 
-def test_gamma_textbook_cases():
-    assert my_gamma(1000, 2.0**-24) == pytest.approx(1000 * 2.0**-24 / (1 - 1000 * 2.0**-24))
-    assert my_gamma(256, 2.0**-8) == math.inf
+def test_gamma_reaches_one_where_the_answer_says():
+    u = unit_roundoff(torch.float16)
+    assert gamma(GAMMA_ONE_N, u) == 1.0 and gamma(GAMMA_ONE_N - 1, u) < 1.0
+    assert deterministic_bound(GAMMA_ONE_N, torch.float16) == pytest.approx(1.0)
+
+
+def test_pairwise_dtype_is_the_narrowest_under_one_percent():
+    n_roundings = math.ceil(math.log2(PAIRWISE_N)) + 1  # 17
+    bounds = {d: gamma(n_roundings, unit_roundoff(d)) for d in (torch.bfloat16, torch.float16)}
+    assert (
+        bounds[torch.bfloat16] > 0.01 > bounds[PAIRWISE_DTYPE] and PAIRWISE_DTYPE == torch.float16
+    )
 
 
 @pytest.mark.parametrize("case", _pairwise_cases(), ids=lambda c: c[0])
@@ -82,9 +93,12 @@ WRONG = [
     ("l2-ones-stall", 2048, "where float16 stops"),
     ("l2-ones-stall", 257, "257 needs 9 significant bits"),
     ("l2-ones-stall", 512, "one binade too far"),
-    ("l2-gamma", lambda n, u: n * u, "that is n u; gamma_n divides it"),
-    ("l2-gamma", lambda n, u: math.sqrt(n) * u, "probabilistic bound"),
-    ("l2-gamma", lambda n, u: n * u / (1 - n * u) if n * u != 1 else 1e30, "return math.inf"),
+    ("l2-gamma-one", 2048, "it reaches 1 before, at n u = 1/2"),
+    ("l2-gamma-one", 1023, "still below 1"),
+    ("l2-gamma-one", 256, "float16's u is 2^-11"),
+    ("l2-pairwise-dtype", torch.bfloat16, "bfloat16's u is 2^-8"),
+    ("l2-pairwise-dtype", torch.float32, "a narrower type does too"),
+    ("l2-pairwise-dtype", "float16", "answer with a torch dtype"),
     ("l2-pairwise-sum", _sequential_sum, "that is sequential summation"),
     ("l2-pairwise-sum", lambda terms: terms.sum(), "float32 accumulator"),
     ("l2-pairwise-sum", _recursive_python_float, "the sum should be a torch.Tensor"),

@@ -9,6 +9,9 @@ from torch import nn
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson3 import (
     BF16_MAX_CHANGE_8_TO_16,
+    COSINE,
+    COSINE_DISTANCE,
+    FP16_OVERFLOW_FROM,
     _hidden_models,
     my_min_cosine,
     my_model_bytes,
@@ -30,6 +33,20 @@ def test_bf16_max_change_is_reached_and_not_exceeded():
     assert change <= BF16_MAX_CHANGE_8_TO_16 == 1 / 32
     halfway = torch.tensor(8 + 1 / 32)  # between 8 and 8 + 1/16: a tie, rounded to even 8
     assert 8 + 1 / 32 - halfway.bfloat16().item() == BF16_MAX_CHANGE_8_TO_16
+
+
+def test_fp16_overflow_starts_where_the_answer_says():
+    at = torch.tensor([FP16_OVERFLOW_FROM], dtype=torch.float32)
+    below = torch.nextafter(at, torch.tensor([0.0]))  # the float32 just below 65,520
+    assert at.half().isinf().item() and below.half().item() == 65_504
+    assert FP16_OVERFLOW_FROM == 65_520
+
+
+def test_cosine_distance_agrees_with_two_real_vectors():
+    angle = torch.tensor(COSINE, dtype=torch.float64).acos()
+    a = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    b = torch.stack([angle.cos(), angle.sin()])  # unit length, cosine 0.9995 to a
+    assert (a - b).norm().item() == pytest.approx(COSINE_DISTANCE, rel=1e-12)
 
 
 def test_min_cosine_and_top1_textbook_cases():
@@ -70,6 +87,12 @@ WRONG = [
     ("l3-bf16-max-change", 1 / 16, "rounding to nearest moves at most half of it"),
     ("l3-bf16-max-change", 2**-8, "u, a relative bound"),
     ("l3-bf16-max-change", 2**-7, "the gap above 1 (eps)"),
+    ("l3-fp16-overflow", 65_504, "largest finite value"),
+    ("l3-fp16-overflow", 65_536, "round up to it"),
+    ("l3-fp16-overflow", 65_505, "closer to 65,504"),
+    ("l3-cosine-distance", 0.0005, "1 - cos is not a distance"),
+    ("l3-cosine-distance", 0.001, "take its square root"),
+    ("l3-cosine-distance", 0.0005**0.5, "the factor 2 is missing"),
     ("l3-min-cosine", lambda a, b: cosine(a, b, dim=1).mean(), "that is the mean cosine"),
     ("l3-min-cosine", lambda a, b: cosine(a, b, dim=0).min(), "compare rows (dim=1)"),
     ("l3-min-cosine", lambda a, b: (a * b).sum(1).min(), "divide each dot product"),

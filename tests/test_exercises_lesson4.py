@@ -7,18 +7,23 @@ import torch
 
 from tutorlib.exercises import check
 from tutorlib.exercises._lesson4_codes import (
+    BIT_DB_7_TO_8,
+    DEQUANTIZED,
+    PACKED_BYTE,
+    UNPACKED,
     _quantize_cases,
-    my_linear_dequantize,
     my_linear_quantize,
-    my_pack_4bit,
-    my_sqnr_db,
 )
 from tutorlib.exercises.lesson4 import (
+    SYMMETRIC_CODE,
     _zero_point_cases,
     my_get_per_channel_scales,
     my_get_scale_and_zero_point,
-    my_get_symmetric_scale,
 )
+from tutorlib.quant.affine import linear_dequantize, linear_quantize
+from tutorlib.quant.error import quantization_error
+from tutorlib.quant.packing import pack_weights, unpack_weights
+from tutorlib.quant.params import get_scale_and_zero_point
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
 
@@ -27,16 +32,35 @@ def test_textbook_case():
     r = torch.tensor([-1.0, 0.5, 3.0])
     scale, zero_point = my_get_scale_and_zero_point(r, 8)
     assert scale == pytest.approx(4 / 255) and zero_point == 64
-    assert my_get_symmetric_scale(r, 8) == pytest.approx(3 / 127)
     q = my_linear_quantize(r, scale, zero_point, 8)
     assert q.tolist() == [0, 96, 255]
-    assert my_linear_dequantize(q, scale, zero_point).tolist() == pytest.approx(
-        [-1.0039, 0.5020, 2.9961], abs=1e-4
+
+
+def test_predictions_agree_with_tutorlib():
+    r = torch.tensor([-1.0, 0.5, 3.0])
+    symmetric = get_scale_and_zero_point(r, bits=8, symmetric=True)
+    assert linear_quantize(r, symmetric).tolist()[1] == SYMMETRIC_CODE == 21
+    asymmetric = get_scale_and_zero_point(r, bits=8)
+    q = linear_quantize(r, asymmetric)
+    assert q.tolist() == [0, 96, 255]
+    assert linear_dequantize(q, asymmetric)[1].item() == pytest.approx(DEQUANTIZED, rel=1e-6)
+    assert unpack_weights(torch.tensor([PACKED_BYTE], dtype=torch.uint8), bits=4).tolist() == list(
+        UNPACKED
     )
-    assert my_pack_4bit(torch.tensor([3, 12, 15, 0], dtype=torch.uint8)).tolist() == [195, 15]
-    assert my_sqnr_db(torch.tensor([1.0, -2.0]), torch.tensor([1.1, -2.0])) == pytest.approx(
-        26.99, abs=0.01
-    )
+    assert pack_weights(torch.tensor(UNPACKED, dtype=torch.uint8), bits=4).item() == PACKED_BYTE
+
+
+def test_bit_db_is_the_sqnr_gain_of_a_range_grid_on_uniform_data():
+    # Uniform data over the grid's range: the error is uniform over a step, so the SQNR gain from
+    # 7 to 8 bits is the ratio of the steps squared, measured on a million values.
+    r = torch.linspace(-1.0, 1.0, 1_000_001, dtype=torch.float64)
+    gains = []
+    for bits in (7, 8):
+        s = 2.0 / (2**bits - 1)
+        r_hat = torch.round((r + 1) / s) * s - 1
+        gains.append(quantization_error(r, r_hat).sqnr_db)
+    assert gains[1] - gains[0] == pytest.approx(BIT_DB_7_TO_8, abs=0.02)
+    assert BIT_DB_7_TO_8 == pytest.approx(6.05, abs=0.005)
 
 
 @pytest.mark.parametrize("case", _zero_point_cases(), ids=lambda c: c[0])
@@ -76,9 +100,7 @@ def test_per_channel_scales_are_each_rows_symmetric_scale():
     weight = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
     scales = my_get_per_channel_scales(weight, 4)
     assert scales.shape == (5, 1)
-    assert scales[:, 0].tolist() == pytest.approx(
-        [my_get_symmetric_scale(row, 4) for row in weight]
-    )
+    assert scales[:, 0].tolist() == pytest.approx([row.abs().max().item() / 7 for row in weight])
 
 
 def _zero_point_2k(r, bits):
@@ -116,10 +138,6 @@ def _quantize(rounding=torch.round, zero=True, q_range=None, clamp=True):
     return quantize
 
 
-def _dequantize_in_uint8(q, s, z):
-    return s * (q - z)  # uint8 - int wraps around before the float multiply
-
-
 def _signed_range(bits):
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
@@ -129,9 +147,9 @@ WRONG = [
     ("l4-scale-zero-point", _zero_point_floor, "not floor"),
     ("l4-scale-zero-point", _zero_point_not_widened, "widen the range to contain 0"),
     ("l4-scale-zero-point", _zero_point_unrounded, "the zero point should be an integer"),
-    ("l4-symmetric-scale", lambda r, k: r.abs().max() / 2 ** (k - 1), "not 2^(k-1)"),
-    ("l4-symmetric-scale", lambda r, k: r.max() / (2 ** (k - 1) - 1), "use max|r|"),
-    ("l4-symmetric-scale", lambda r, k: r.abs().max() / (2**k - 1), "symmetric q is signed"),
+    ("l4-symmetric-code", 96, "96 is the asymmetric code"),
+    ("l4-symmetric-code", 21.17, "round r / s to the nearest integer"),
+    ("l4-symmetric-code", 42, "127 levels on each side"),
     ("l4-per-channel-scales", _per_tensor_scales, "per-tensor"),
     ("l4-per-channel-scales", lambda w, k: w.abs().amax(0) / (2 ** (k - 1) - 1), "not per column"),
     ("l4-per-channel-scales", lambda w, k: w.abs().amax(1) / (2 ** (k - 1) - 1), "keepdim=True"),
@@ -150,24 +168,15 @@ WRONG = [
         lambda r, s, z, k: my_linear_quantize(r, s, z, k).float(),
         "q should hold integers",
     ),
-    ("l4-dequantize", lambda q, s, z: s * q.float(), "subtract the zero point"),
-    ("l4-dequantize", _dequantize_in_uint8, "wrapped around in uint8"),
-    ("l4-dequantize", lambda q, s, z: (q.float() - z) / s, "multiply by s, do not divide"),
-    (
-        "l4-sqnr",
-        lambda r, rh: 20 * math.log10((r**2).sum() / ((r - rh) ** 2).sum()),
-        "not 20 log10",
-    ),
-    ("l4-sqnr", lambda r, rh: 10 * math.log10(((r - rh) ** 2).sum() / (r**2).sum()), "upside down"),
-    ("l4-sqnr", lambda r, rh: ((r**2).sum() / ((r - rh) ** 2).sum()).item(), "to decibels"),
-    (
-        "l4-sqnr",
-        lambda r, rh: 10 * torch.log10((r**2).sum() / ((r - rh) ** 2).sum()).nan_to_num(posinf=0.0),
-        "return math.inf",
-    ),
-    ("l4-pack-4bit", lambda q: q[1::2] | (q[0::2] << 4), "the first value goes in the low 4 bits"),
-    ("l4-pack-4bit", lambda q: q[..., 0::2] | (q[..., 1::2] << 2), "not 2"),
-    ("l4-pack-4bit", lambda q: my_pack_4bit(q).long(), "dtype torch.uint8"),
+    ("l4-dequantize-value", 0.5, "does not undo the rounding"),
+    ("l4-dequantize-value", 4 / 255 * 96, "subtract the zero point first"),
+    ("l4-dequantize-value", 32, "multiply it by the scale"),
+    ("l4-bit-db", 6.02, "a step halved exactly"),
+    ("l4-bit-db", 3.03, "an amplitude ratio counts twice"),
+    ("l4-bit-db", 6.09, "symmetric grid"),
+    ("l4-unpack-byte", (14, 4), "the first value is in the low 4 bits"),
+    ("l4-unpack-byte", 228, "return a pair"),
+    ("l4-unpack-byte", (3, 12), "packs to 195, not 228"),
 ]
 
 

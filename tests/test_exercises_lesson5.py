@@ -6,8 +6,9 @@ import torch
 from tutorlib.exercises import check
 from tutorlib.exercises.lesson5 import (
     AMDAHL_SPEEDUP,
+    INT16_PAIR_MAX_CODE,
+    INT32_HEADROOM,
     my_int8_matmul,
-    my_int32_headroom,
     my_quantize_per_token,
     my_w8a8_rescale,
 )
@@ -44,8 +45,16 @@ def test_rescale_textbook_case():
 
 
 def test_int32_headroom_from_iinfo():
-    assert my_int32_headroom(8) == torch.iinfo(torch.int32).max // torch.iinfo(torch.int8).min ** 2
-    assert my_int32_headroom(8) == 131_071
+    assert INT32_HEADROOM == torch.iinfo(torch.int32).max // torch.iinfo(torch.int8).min ** 2
+    assert INT32_HEADROOM == 131_071
+    worst = torch.full((INT32_HEADROOM,), 2**14, dtype=torch.int64).sum()
+    assert worst <= torch.iinfo(torch.int32).max < worst + 2**14
+
+
+def test_int16_pairs_largest_code_fits_and_the_next_saturates():
+    int16_max = torch.iinfo(torch.int16).max
+    assert 2 * INT16_PAIR_MAX_CODE * 127 <= int16_max < 2 * (INT16_PAIR_MAX_CODE + 1) * 127
+    assert INT16_PAIR_MAX_CODE == 129
 
 
 def test_amdahl_value():
@@ -91,9 +100,12 @@ WRONG = [
     ("l5-w8a8-rescale", lambda a, sx, sw, b: sx * sw * (a + b), "add the bias after rescaling"),
     ("l5-w8a8-rescale", lambda a, sx, sw, b: a * sx + b, "multiply by the weight scale"),
     ("l5-w8a8-rescale", lambda a, sx, sw, b: a / (sx * sw) + b, "multiply by the scales"),
-    ("l5-int32-headroom", lambda k: (2**31 - 1) // (2 ** (k - 1) - 1) ** 2, "(-2^(k-1))^2"),
-    ("l5-int32-headroom", lambda k: 2**31 // 4 ** (k - 1), "2^31 - 1, not 2^31"),
-    ("l5-int32-headroom", lambda k: (2**31 - 1) / 4 ** (k - 1), "should be an integer"),
+    ("l5-int32-headroom", (2**31 - 1) // 127**2, "(-128)^2 = 16,384, not 127^2"),
+    ("l5-int32-headroom", 2**31 // 2**14, "2^31 - 1, not 2^31"),
+    ("l5-int32-headroom", (2**31 - 1) / 2**14, "round down"),
+    ("l5-int16-pairs", 255, "that pair saturates"),
+    ("l5-int16-pairs", 127, "not the largest"),
+    ("l5-int16-pairs", 130, "33,020 > 32,767"),
     ("l5-amdahl", 4.5, "the speedup of the linear layers only"),
     ("l5-amdahl", 93 / 13, "infinitely fast linear layers"),
     ("l5-amdahl", 2.9, "the right result is 3.02"),

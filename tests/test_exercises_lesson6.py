@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from tutorlib.exercises import EXERCISES, check
-from tutorlib.exercises.lesson6 import LAYER_BYTES, my_bits_per_weight, my_gptq_step
+from tutorlib.exercises.lesson6 import (
+    BITS_PER_WEIGHT,
+    BPW_BITS,
+    BPW_GROUP,
+    LAYER_BYTES,
+    my_gptq_step,
+)
 from tutorlib.layers.w4a16 import W4A16Linear
 from tutorlib.models.size import bits_per_weight
 from tutorlib.quant.gptq import spread_column_error
@@ -16,8 +22,7 @@ def test_every_solution_passes_its_own_check():
 
 
 def test_bits_per_weight_agrees_with_tutorlib():
-    for bits, group_size in [(4, 128), (3, 32), (8, 384)]:
-        assert my_bits_per_weight(bits, group_size) == bits_per_weight(bits, group_size)
+    assert BITS_PER_WEIGHT == bits_per_weight(BPW_BITS, BPW_GROUP) == 3.75
 
 
 def test_step_agrees_with_spread_column_error():
@@ -41,9 +46,10 @@ def _no_division(w, u, i, w_hat):
 
 
 WRONG = [
-    ("l6-bits-per-weight", lambda k, g: k, "add the group's scale and zero point"),
-    ("l6-bits-per-weight", lambda k, g: k + 16 / g, "the zero point costs 8 bits"),
-    ("l6-bits-per-weight", lambda k, g: k + 40 / g, "not float32"),
+    ("l6-bits-per-weight", 3, "add the group's scale and zero point"),
+    ("l6-bits-per-weight", 3.5, "the zero point costs 8 bits"),
+    ("l6-bits-per-weight", 4.25, "not float32"),
+    ("l6-bits-per-weight", 4, "not stored in 4 bits"),
     ("l6-error-step", _no_division, "divide the error by U[i, i]"),
     ("l6-error-step", lambda w, u, i, q: w, "nothing changed"),
     ("l6-layer-bytes", LAYER_BYTES - 384 * 4, "add the float32 bias"),

@@ -1,10 +1,11 @@
-"""Lesson 4 exercises on the codes: quantize, dequantize, the SQNR and two 4-bit values a byte.
+"""Lesson 4 exercises on the codes: quantize, then three predictions on what the codes hold.
 
 The second half of Lesson 4's exercises (``lesson4`` holds the scales and zero points, and
-imports this module so that its exercises are registered with the lesson's): q = clamp(round(r / s)
-+ z, q_min, q_max), r ~ s (q - z), SQNR = 10 log10(sum r**2 / sum (r - r_hat)**2), and the
-nibble packing of Lesson 4's size table. The reference solutions use plain torch, independent of
-tutorlib.quant, and are named ``my_...`` like the learner's.
+imports this module so that its exercises are registered with the lesson's): derive
+q = clamp(round(r / s) + z, q_min, q_max); then predict what a code stands for, r ~ s (q - z),
+how many decibels of SQNR the eighth bit buys, and which two 4-bit values a byte holds. The
+reference solution uses plain torch, independent of tutorlib.quant, and is named ``my_...`` like
+the learner's.
 
 Leaves out: per-group codes (the lesson measures them; an exercise would repeat per-channel).
 """
@@ -18,7 +19,9 @@ from tutorlib.exercises.core import (
     Wrong,
     call,
     expect_callable,
+    expect_integer,
     expect_number,
+    expect_pair,
     expect_tensor,
     register,
     same_number,
@@ -125,206 +128,105 @@ register(
 )
 
 
-# ---------------------------------------------------------------- l4-dequantize
+# ---------------------------------------------------------------- l4-dequantize-value
+
+# r = [-1.0, 0.5, 3.0] at 8 bits, asymmetric: s = 4/255, z = 64, q = [0, 96, 255]. 0.5 comes back
+# as s (96 - 64) = 128/255, off by 0.00196: less than half a step, s/2 = 0.0078.
+DEQUANTIZED = 4 / 255 * (96 - 64)  # 0.50196
 
 
-def my_linear_dequantize(
-    q: torch.Tensor, scale: float | torch.Tensor, zero_point: int | torch.Tensor
-) -> torch.Tensor:
-    """Dequantize: r ~ s (q - z), in float32; q is converted before subtracting (uint8 wraps).
-
-    Example: q = [0, 96, 255] (uint8), s = 4 / 255, z = 64: s * [-64, 32, 191] =
-    [-1.0039, 0.5020, 2.9961].
-    """
-    return scale * (q.to(torch.float32) - zero_point)
-
-
-def _dequantize_cases() -> list[tuple[str, torch.Tensor, object, object]]:
-    generator = seeded(45)
-    q8 = torch.randint(0, 256, (32,), generator=generator, dtype=torch.uint8)
-    q4 = torch.randint(0, 16, (3, 8), generator=generator, dtype=torch.int32)
-    scale4 = torch.tensor([[0.1], [0.02], [1.5]])  # (3, 1)
-    zero4 = torch.tensor([[8], [3], [12]], dtype=torch.int32)  # (3, 1)
-    return [
-        ("uint8 q of 32 values, s = 4/255, z = 64", q8, 4 / 255, 64),
-        ("int32 (3, 8) q, per-channel (3, 1) scale and zero point", q4, scale4, zero4),
-        (
-            "q = [0, 96, 255] (uint8), s = 0.5, z = 0",
-            torch.tensor([0, 96, 255], dtype=torch.uint8),
-            0.5,
-            0,
-        ),
+def _check_dequantize_value(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (0.5, "dequantizing does not undo the rounding: s (q - z) lands on the grid, not on 0.5"),
+        (4 / 255 * 96, "subtract the zero point first: r_hat = s (q - z)"),
+        (32.0, "that is q - z; multiply it by the scale s = 4/255"),
+        (96 / 255, "the scale is 4/255: the range [-1, 3] is 4 wide"),
     ]
-
-
-def _dequantize_mistakes(q: torch.Tensor, s: object, z: object) -> list[tuple[object, str]]:
-    q_float = q.to(torch.float64)
-    z_float = z.to(torch.float64) if isinstance(z, torch.Tensor) else float(z)
-    wrapped = (q_float - z_float) % 256 if q.dtype == torch.uint8 else q_float - z_float
-    return [
-        (s * q_float, "subtract the zero point: r ~ s (q - z)"),
-        (s * (q_float + z_float), "subtract the zero point, do not add it: r ~ s (q - z)"),
-        (s * q_float - z_float, "subtract z from q before multiplying by s: s (q - z)"),
-        ((q_float - z_float) / s, "multiply by s, do not divide: r ~ s (q - z)"),
-        (s * wrapped, "q - z wrapped around in uint8: convert q to float (or int32) first"),
-    ]
-
-
-def _check_dequantize(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-dequantize", my_linear_dequantize)')
-    for case, q, s, z in _dequantize_cases():
-        got = call(function, q, s, z, case=case)
-        expected = my_linear_dequantize(q, s, z)
-        # One float32 product of an exact integer difference: 2**-24 relative; 1e-6 allows it.
-        verify(got, expected, _dequantize_mistakes(q, s, z), same_tensor(rtol=1e-6), case)
-        if not got.is_floating_point():
-            raise Wrong(f"r_hat should be a float tensor, got {got.dtype}")
-    return "right: r ~ s (q - z), with q converted before the subtraction."
+    verify(got, DEQUANTIZED, mistakes, same_number(rel_tol=1e-4), "q = 96, s = 4/255, z = 64")
+    return (
+        "0.50196 = (4/255) x (96 - 64): the nearest grid level to 0.5, 0.00196 away, within half "
+        "a step (0.0078)."
+    )
 
 
 register(
     Exercise(
-        id="l4-dequantize",
+        id="l4-dequantize-value",
         lesson=4,
-        prompt="Write my_linear_dequantize(q, scale, zero_point) -> float r_hat = s (q - z).",
-        solution=my_linear_dequantize,
-        checker=_check_dequantize,
+        prompt="q = [0, 96, 255] with s = 4/255 and z = 64: what value does q = 96 stand for?",
+        solution=DEQUANTIZED,
+        checker=_check_dequantize_value,
+        kind="predict",
     )
 )
 
 
-# ---------------------------------------------------------------- l4-sqnr
+# ---------------------------------------------------------------- l4-bit-db
+
+# With the grid set by the range, s = (r_max - r_min) / (2**k - 1): from 7 to 8 bits s shrinks by
+# 127/255 and the error amplitude with it; in power, 20 log10(255/127) = 6.05 dB.
+BIT_DB_7_TO_8 = 20 * math.log10((2**8 - 1) / (2**7 - 1))
 
 
-def my_sqnr_db(r: torch.Tensor, r_hat: torch.Tensor) -> float:
-    """Signal-to-quantization-noise ratio in decibels: 10 log10(sum r^2 / sum (r - r_hat)^2).
-
-    Higher is better; about 6.02 dB per bit. math.inf when r_hat equals r (no noise).
-    Example: r = [1.0, -2.0], r_hat = [1.1, -2.0]: 10 log10(5 / 0.01) = 26.99 dB.
-    """
-    signal = (r.double() ** 2).sum().item()
-    noise = ((r.double() - r_hat.double()) ** 2).sum().item()
-    return math.inf if noise == 0 else 10 * math.log10(signal / noise)
-
-
-def _symmetric_fake_quantize(r: torch.Tensor, bits: int) -> torch.Tensor:
-    """r_hat = s clamp(round(r / s), -q_max, q_max), s = max|r| / q_max (for the hidden cases)."""
-    q_max = 2 ** (bits - 1) - 1
-    scale = r.abs().max() / q_max
-    return scale * torch.clamp(torch.round(r / scale), -q_max, q_max)
-
-
-def _sqnr_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    generator = seeded(46)
-    r = torch.randn(1000, generator=generator)
-    weight = torch.randn(16, 64, generator=generator)
-    return [
-        ("randn(1000) at 8 bits", r, _symmetric_fake_quantize(r, 8)),
-        ("randn(1000) at 2 bits", r, _symmetric_fake_quantize(r, 2)),
-        ("a (16, 64) weight at 4 bits", weight, _symmetric_fake_quantize(weight, 4)),
-        ("r_hat equal to r", r, r.clone()),
-    ]
-
-
-def _sqnr_mistakes(r: torch.Tensor, r_hat: torch.Tensor) -> list[tuple[object, str]]:
-    signal = (r.double() ** 2).sum().item()
-    noise = ((r.double() - r_hat.double()) ** 2).sum().item()
-    if noise == 0:
-        return []
-    ratio = signal / noise
-    return [
-        (20 * math.log10(ratio), "these are energies (squares): 10 log10, not 20 log10"),
-        (-10 * math.log10(ratio), "the ratio is upside down: signal over noise"),
-        (10 * math.log(ratio), "decibels use log10, not the natural log"),
-        (ratio, "convert the ratio to decibels: 10 log10(ratio)"),
+def _check_bit_db(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (20 * math.log10(2), "6.02 dB is a step halved exactly; 255/127 is a little more than 2"),
         (
-            5 * math.log10(ratio),
-            "square the values: sum r^2 over sum (r - r_hat)^2, not their roots",
+            10 * math.log10(255 / 127),
+            "SQNR is a ratio of powers: an amplitude ratio counts twice, 20 log10",
         ),
-        (10 * math.log10((r_hat.double() ** 2).sum().item() / noise), "the signal is r, not r_hat"),
+        (255 / 127, "that is the ratio of the steps; in decibels it is 20 log10 of it"),
+        (20 * math.log10(127 / 63), "that is the symmetric grid's 7 -> 8 bits (127/63)"),
+        (20 * math.log10(511 / 255), "that is the step from 8 to 9 bits"),
     ]
-
-
-def _check_sqnr(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-sqnr", my_sqnr_db)')
-    # float32 sums of n <= 1024 squares err by at most gamma_n = 1024 * 2**-24 = 6e-5 (relative),
-    # which moves the dB value by 10 log10(1 + 2 * 6e-5) = 5e-4 dB; 0.01 dB leaves room.
-    same = same_number(abs_tol=0.01)
-    for case, r, r_hat in _sqnr_cases():
-        got = expect_number(call(function, r, r_hat, case=case), "the SQNR")
-        expected = my_sqnr_db(r, r_hat)
-        if math.isinf(expected) and not math.isinf(got):
-            raise Wrong(
-                f"no noise means an infinite SQNR: return math.inf (on the hidden case {case})"
-            )
-        verify(got, expected, _sqnr_mistakes(r, r_hat), same, case)
-    return "right: 10 log10(sum r^2 / sum (r - r_hat)^2), about 6 dB per bit."
+    verify(got, BIT_DB_7_TO_8, mistakes, same_number(rel_tol=2e-3), "7 to 8 bits")
+    return (
+        f"{BIT_DB_7_TO_8:.2f} dB: s shrinks by 127/255, the error's power by (127/255)^2, and "
+        "10 log10 (255/127)^2 = 20 log10 (255/127). The '6.02 dB per bit' rule assumes 2 exactly."
+    )
 
 
 register(
     Exercise(
-        id="l4-sqnr",
+        id="l4-bit-db",
         lesson=4,
-        prompt="Write my_sqnr_db(r, r_hat) = 10 log10(sum r^2 / sum (r - r_hat)^2), inf if equal.",
-        solution=my_sqnr_db,
-        checker=_check_sqnr,
+        prompt="s = (r_max - r_min) / (2^k - 1). By how many dB does SQNR grow from 7 to 8 bits?",
+        solution=BIT_DB_7_TO_8,
+        checker=_check_bit_db,
+        kind="predict",
     )
 )
 
 
-# ---------------------------------------------------------------- l4-pack-4bit
+# ---------------------------------------------------------------- l4-unpack-byte
+
+# A byte holds two 4-bit values, the first in the low nibble: 228 = 0b1110_0100 = 4 + 16 x 14.
+PACKED_BYTE = 228
+UNPACKED = (PACKED_BYTE % 16, PACKED_BYTE // 16)  # (4, 14)
 
 
-def my_pack_4bit(q: torch.Tensor) -> torch.Tensor:
-    """Pack pairs of 4-bit values (0..15) into uint8 bytes along the last axis, first value low.
-
-    byte_i = q[2i] | (q[2i + 1] << 4); the last axis halves.
-    Example: [3, 12, 15, 0] -> [3 + 12 * 16, 15 + 0 * 16] = [195, 15].
-    """
-    low, high = q[..., 0::2].to(torch.uint8), q[..., 1::2].to(torch.uint8)
-    return low | (high << 4)
-
-
-def _pack_cases() -> list[tuple[str, torch.Tensor]]:
-    generator = seeded(47)
-    return [
-        ("16 random values", torch.randint(0, 16, (16,), generator=generator, dtype=torch.uint8)),
-        ("a (3, 8) tensor", torch.randint(0, 16, (3, 8), generator=generator, dtype=torch.uint8)),
-        ("[3, 12]", torch.tensor([3, 12], dtype=torch.uint8)),
-        ("eight values of 15", torch.full((8,), 15, dtype=torch.uint8)),
-        ("four zeros", torch.zeros(4, dtype=torch.uint8)),
-    ]
-
-
-def _pack_mistakes(q: torch.Tensor) -> list[tuple[object, str]]:
-    low, high = q[..., 0::2].long(), q[..., 1::2].long()
-    n = q.shape[-1] // 2
-    return [
-        (high | (low << 4), "the first value goes in the low 4 bits: q[2i] | (q[2i + 1] << 4)"),
-        (low, "shift by 4, not 8: a byte holds two 4-bit values"),
-        (low | (high << 2), "a 4-bit value needs a shift of 4, not 2"),
-        (low + high, "shift the second value into the high 4 bits: << 4 (or * 16)"),
-        (q[..., :n].long() | (q[..., n:].long() << 4), "pack neighbours (values 2i and 2i + 1)"),
-    ]
-
-
-def _check_pack_4bit(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-pack-4bit", my_pack_4bit)')
-    for case, q in _pack_cases():
-        got = call(function, q, case=case)
-        verify(got, my_pack_4bit(q), _pack_mistakes(q), same_tensor(), case)
-        expect_tensor(got, tuple(my_pack_4bit(q).shape), "the packed tensor", dtype=torch.uint8)
-    return "right: q[2i] | (q[2i + 1] << 4), e.g. [3, 12] -> 195: half the bytes of int8."
+def _check_unpack_byte(answer: object) -> str:
+    pair = expect_pair(answer, "the first value", "the second value")
+    got = tuple(expect_integer(v, "each value") for v in pair)
+    mistakes = {
+        UNPACKED[::-1]: "the first value is in the low 4 bits: 228 % 16, then 228 // 16",
+        (PACKED_BYTE // 2, 0): "a byte holds two 4-bit values: split it by 16, not by 2",
+        (4, 224): "the high value is 224 / 16 = 14: it is stored shifted by 4 bits",
+    }
+    if got != UNPACKED:
+        raise Wrong(mistakes.get(got, f"{got} packs to {got[0] + 16 * got[1]}, not 228"))
+    return "(4, 14): 228 = 0b1110_0100; the low nibble 0100 is 4, the high one 1110 is 14."
 
 
 register(
     Exercise(
-        id="l4-pack-4bit",
+        id="l4-unpack-byte",
         lesson=4,
-        prompt=(
-            "Write my_pack_4bit(q) that packs pairs of 4-bit values into uint8, first value low."
-        ),
-        solution=my_pack_4bit,
-        checker=_check_pack_4bit,
+        prompt="Which two 4-bit values (first, second) does the byte 228 hold, first value low?",
+        solution=UNPACKED,
+        checker=_check_unpack_byte,
+        kind="predict",
     )
 )

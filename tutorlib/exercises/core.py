@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "EXERCISES",
+    "KINDS",
     "NOT_SOLVED",
     "Exercise",
     "Feedback",
@@ -40,6 +41,10 @@ __all__ = [
     "same_number",
     "same_tensor",
 ]
+
+# What an exercise asks of the learner: write a function that derives a formula, predict a number
+# before running, or reason to a choice (which output is which, where the bug is, which method).
+KINDS = ("derive", "predict", "reason")
 
 NOT_SOLVED = "not solved yet: replace the `...` with your answer, then run this cell again."
 _ID = re.compile(r"l\d+-[a-z0-9]+(-[a-z0-9]+)*")  # e.g. "l4-scale-zero-point"
@@ -76,8 +81,10 @@ class Exercise:
 
     ``solution`` is what the learner is asked for (a value or a function); ``checker`` takes the
     learner's answer and returns a success message, or raises ``Wrong`` (or ``NotSolved``).
+    ``kind`` says what the learner does (``KINDS``): "derive" a formula as a function,
+    "predict" a number before the lesson's code shows it, or "reason" to a choice or a diagnosis.
     Example: Exercise("l2-ones-stall", 2, "Where does a bfloat16 running sum of ones stop?",
-    256, checker) with checker(256) == "256 + 1 = 257 is a tie ...".
+    256, checker, kind="predict") with checker(256) == "256 + 1 = 257 is a tie ...".
     """
 
     id: str
@@ -85,6 +92,11 @@ class Exercise:
     prompt: str
     solution: object
     checker: Callable[[object], str]
+    kind: str = "derive"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
 
 class Wrong(Exception):

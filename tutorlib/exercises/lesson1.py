@@ -1,7 +1,8 @@
-"""Lesson 1 exercises: integer limits, the three fields of a float, bytes per parameter.
+"""Lesson 1 exercises: integer limits, the three fields of a float, wrapping, packed bytes.
 
-From recall (decode one bfloat16 bit pattern by hand) to implementation (the full range of any
-k-bit integer type, the decoding formula of any float layout, the bytes of n parameters).
+Three predictions (decode one bfloat16 bit pattern by hand, what a narrowing integer conversion
+gives, the bytes of packed 4-bit values) and two derivations (the full range of any k-bit integer
+type, the decoding formula of any float layout).
 The functions to write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: subnormals, inf and NaN in the decoding exercises (Lesson 1 shows them with
@@ -14,7 +15,6 @@ import torch
 
 from tutorlib.exercises.core import (
     Exercise,
-    Wrong,
     call,
     expect_callable,
     expect_integer,
@@ -130,6 +130,7 @@ register(
         prompt=f"Which number does the bfloat16 bit pattern {_PATTERN} encode?",
         solution=DECODED_BFLOAT16,
         checker=_check_decode_bfloat16,
+        kind="predict",
     )
 )
 
@@ -218,62 +219,74 @@ register(
 )
 
 
-# ---------------------------------------------------------------- l1-parameter-bytes
+# ---------------------------------------------------------------- l1-int8-wrap
+
+# Converting an integer tensor to a narrower type keeps the low bits: 200 = 0b11001000, which as
+# a signed int8 (two's complement) is 200 - 256. The tests check it with torch.
+INT8_WRAP_FROM = 200
+INT8_WRAPPED = INT8_WRAP_FROM - 256  # -56
 
 
-def my_parameter_bytes(n_parameters: int, dtype: torch.dtype) -> int:
-    """Bytes to store n parameters of a byte-sized dtype: n * bits / 8 = n * dtype.itemsize.
-
-    (Sub-byte types such as torch.uint4 report itemsize 1 but pack two values per byte: see
-    tutorlib.formats.dtypes.bytes_for_parameters. The hidden cases use byte-sized dtypes only.)
-
-    Example: my_parameter_bytes(10**9, torch.bfloat16) == 2_000_000_000 (2 GB).
-    """
-    return n_parameters * dtype.itemsize
-
-
-_BYTES_CASES = [
-    (1_000_000_000, torch.bfloat16),
-    (22_713_216, torch.float32),
-    (123_456_789, torch.int8),
-    (7, torch.float16),
-    (5, torch.float8_e4m3fn),
-    (1_000_003, torch.float64),
-    (0, torch.int32),
-]
-
-
-def _bytes_mistakes(n: int, dtype: torch.dtype) -> list[tuple[object, str]]:
-    right = my_parameter_bytes(n, dtype)
-    return [
-        (n * dtype.itemsize * 8, "that is bits, not bytes: divide by 8"),
-        (n * 4, "every dtype does not take 4 bytes: use dtype.itemsize (or finfo/iinfo bits / 8)"),
-        (right / 1e9, "return bytes, not gigabytes"),
-        (right / 1e6, "return bytes, not megabytes"),
-        (right / 2**20, "return bytes, not mebibytes"),
-        (right / 2**30, "return bytes, not gibibytes"),
+def _check_int8_wrap(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (127.0, "torch's conversion does not saturate at 127: it keeps the low 8 bits"),
+        (200.0, "int8 holds at most 127: 200 cannot survive the conversion"),
+        (56.0, "the low 8 bits 11001000 start with a 1: as a signed int8 they are negative"),
+        (-128.0, "the result is not clamped to int8's minimum either: it wraps by 256"),
+        (72.0, "int8 wraps by 2^8 = 256, not by 128"),
     ]
-
-
-def _check_parameter_bytes(answer: object) -> str:
-    function = expect_callable(answer, 'check("l1-parameter-bytes", my_parameter_bytes)')
-    for n, dtype in _BYTES_CASES:
-        case = f"n_parameters={n:,}, dtype={dtype}"
-        got = call(function, n, dtype, case=case)
-        expected = my_parameter_bytes(n, dtype)
-        if isinstance(got, float) and got == expected:
-            raise Wrong(f"the right number as a float ({got!r}); return an int: use // or int()")
-        got = expect_number(got, "the number of bytes")
-        verify(got, expected, _bytes_mistakes(n, dtype), same_number(), case)
-    return "right: n × bits / 8, e.g. 10^9 bfloat16 parameters take 2,000,000,000 bytes."
+    verify(got, float(INT8_WRAPPED), mistakes, same_number(), "torch.tensor([200], int16).to(int8)")
+    return (
+        "-56: the conversion keeps the low 8 bits, 11001000, and a signed int8 reads them as "
+        "200 - 256. torch wraps; some CPU instructions saturate instead (Lesson 5)."
+    )
 
 
 register(
     Exercise(
-        id="l1-parameter-bytes",
+        id="l1-int8-wrap",
         lesson=1,
-        prompt="Write my_parameter_bytes(n_parameters, dtype) -> int, the bytes they take.",
-        solution=my_parameter_bytes,
-        checker=_check_parameter_bytes,
+        prompt="What does torch.tensor([200], dtype=torch.int16).to(torch.int8) hold?",
+        solution=INT8_WRAPPED,
+        checker=_check_int8_wrap,
+        kind="predict",
+    )
+)
+
+
+# ---------------------------------------------------------------- l1-packed-bytes
+
+# 1,001 values of 4 bits are 4,004 bits; two values share a byte, and the last byte is half
+# used: ceil(1001 / 2) = 501. torch.uint4 reports itemsize 1, which counts 1,001 bytes.
+PACKED_N = 1_001
+PACKED_BYTES = (PACKED_N * 4 + 7) // 8  # 501
+
+
+def _check_packed_bytes(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (PACKED_N * 4 / 8, "a byte cannot be split: the last value needs a whole byte"),
+        (
+            float(PACKED_N * torch.uint4.itemsize),
+            "that is n x itemsize: torch.uint4 reports "
+            "itemsize 1, but two 4-bit values fit in a byte; count bits",
+        ),
+        (float(PACKED_N * 4), "that is bits, not bytes: divide by 8"),
+        (float(PACKED_N // 2), "1,001 is odd: the last value still needs a byte"),
+        (float(PACKED_N * 4 // 8 * 2), "two values per byte halve the count, not double it"),
+    ]
+    verify(got, float(PACKED_BYTES), mistakes, same_number(), "1,001 values of 4 bits")
+    return "501: 1,001 x 4 bits = 4,004 bits = 500.5 bytes, rounded up to whole bytes."
+
+
+register(
+    Exercise(
+        id="l1-packed-bytes",
+        lesson=1,
+        prompt="How many bytes do 1,001 four-bit values take, packed two to a byte?",
+        solution=PACKED_BYTES,
+        checker=_check_packed_bytes,
+        kind="predict",
     )
 )

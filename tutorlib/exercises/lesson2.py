@@ -1,7 +1,9 @@
 """Lesson 2 exercises: unit roundoff, the bfloat16 stall, gamma_n and pairwise summation.
 
-From recall (where a bfloat16 running sum of ones stops) to implementation (pairwise summation,
-checked against float64 with the error bound of Higham 2002, section 4.2). The functions to
+Three predictions or choices (where a bfloat16 running sum of ones stops, where float16's bound
+gamma_n reaches 100%, which dtype pairwise summation needs) and two derivations (the unit
+roundoff of any dtype; pairwise summation, checked against float64 with the error bound of
+Higham 2002, section 4.2). The functions to
 write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: the probabilistic bound as an exercise (it holds only with high probability, so no
@@ -112,54 +114,44 @@ register(
         prompt="A bfloat16 running sum adds 1.0 again and again from 0: where does it stop?",
         solution=ONES_STALL,
         checker=_check_ones_stall,
+        kind="predict",
     )
 )
 
 
-# ---------------------------------------------------------------- l2-gamma
+# ---------------------------------------------------------------- l2-gamma-one
+
+# gamma_n = n u / (1 - n u) reaches 1 (a bound of 100%) when n u = 1/2: in float16, u = 2**-11,
+# from n = 2**10. Below, gamma_1023 = 1023 / 1025 < 1.
+GAMMA_ONE_N = 2**10  # 1024
 
 
-def my_gamma(n: int, u: float) -> float:
-    """gamma_n = n u / (1 - n u), the constant of the deterministic bound (Higham 2002, eq. 3.5).
-
-    Defined while n u < 1; for n u >= 1 the bound says nothing and this returns math.inf.
-    Example: my_gamma(1000, 2**-24) = 5.96e-05; my_gamma(256, 2**-8) = inf.
-    """
-    if n * u >= 1:
-        return math.inf
-    return n * u / (1 - n * u)
-
-
-_GAMMA_CASES = [(1000, 2.0**-24), (10, 2.0**-8), (255, 2.0**-8), (1, 2.0**-11)]
-_GAMMA_CASES += [(10**6, 2.0**-24), (256, 2.0**-8), (300, 2.0**-8), (4096, 2.0**-11)]
-
-
-def _check_gamma(answer: object) -> str:
-    function = expect_callable(answer, 'check("l2-gamma", my_gamma)')
-    # A few float64 roundings in a different order differ by a few ulps: 1e-12 is far above
-    # that and far below any mistake.
-    same = same_number(rel_tol=1e-12)
-    for n, u in _GAMMA_CASES:
-        case = f"n={n}, u=2^{round(math.log2(u))}"
-        got = expect_number(call(function, n, u, case=case), "gamma_n")
-        mistakes = [
-            (n * u, "that is n u; gamma_n divides it by (1 - n u)"),
-            (math.sqrt(n) * u, "that is the probabilistic bound's sqrt(n) u, not gamma_n"),
-            (n * u / (1 + n * u), "the denominator is 1 - n u, not 1 + n u"),
-        ]
-        if n * u >= 1 and math.isfinite(got):
-            mistakes.append((got, "when n u >= 1 the bound is meaningless: return math.inf"))
-        verify(got, my_gamma(n, u), mistakes, same, case)
-    return "right: gamma_n = n u / (1 - n u), and inf once n u >= 1 (n = 256 in bfloat16)."
+def _check_gamma_one(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (
+            2048.0,
+            "at n = 2,048 n u = 1 and the bound is infinite; it reaches 1 before, at n u = 1/2",
+        ),
+        (1023.0, "gamma_1023 = 1023 u / (1 - 1023 u) = 1023/1025, still below 1"),
+        (256.0, "256 is 1/u for bfloat16; float16's u is 2^-11"),
+        (512.0, "gamma_512 = (1/4) / (3/4) = 1/3: solve n u / (1 - n u) = 1 for n"),
+    ]
+    verify(got, float(GAMMA_ONE_N), mistakes, same_number(), "float16, u = 2^-11")
+    return (
+        "1,024: gamma_n = 1 where n u = 1 - n u, so n u = 1/2 and n = 2^-1 / 2^-11 = 1,024. From "
+        "there the worst-case bound allows an error as large as the sum itself."
+    )
 
 
 register(
     Exercise(
-        id="l2-gamma",
+        id="l2-gamma-one",
         lesson=2,
-        prompt="Write my_gamma(n, u) -> n u / (1 - n u), or math.inf when n u >= 1.",
-        solution=my_gamma,
-        checker=_check_gamma,
+        prompt="In float16 (u = 2^-11), from which n does gamma_n = n u / (1 - n u) reach 1?",
+        solution=GAMMA_ONE_N,
+        checker=_check_gamma_one,
+        kind="predict",
     )
 )
 
@@ -210,7 +202,9 @@ def pairwise_bound(terms: torch.Tensor) -> float:
     Example: 1000 bfloat16 terms in [0, 1): h = 10, gamma_10 = 0.0406, bound 0.0406 * sum.
     """
     depth = math.ceil(math.log2(terms.numel()))  # 0 for one term: no addition, no error
-    return my_gamma(depth, my_unit_roundoff(terms.dtype)) * terms.double().abs().sum().item()
+    n_u = depth * my_unit_roundoff(terms.dtype)
+    gamma = n_u / (1 - n_u) if n_u < 1 else math.inf  # gamma_depth, Higham (2002) eq. 3.5
+    return gamma * terms.double().abs().sum().item()
 
 
 def _sequential(terms: torch.Tensor) -> torch.Tensor:
@@ -271,5 +265,50 @@ register(
         prompt="Write my_pairwise_sum(terms) that adds a 1-D tensor by halves, in its own dtype.",
         solution=my_pairwise_sum,
         checker=_check_pairwise_sum,
+    )
+)
+
+
+# ---------------------------------------------------------------- l2-pairwise-dtype
+
+# Pairwise summation of n = 2**16 terms gives each term at most ceil(log2 n) + 1 = 17 roundings,
+# so its bound is gamma_17. Below 1 %: float16 (17 / 2048 = 0.83 %), not bfloat16 (17 / 256).
+PAIRWISE_N = 2**16
+PAIRWISE_DTYPE = torch.float16
+
+
+def _pairwise_percent(dtype: torch.dtype) -> str:
+    n_roundings = math.ceil(math.log2(PAIRWISE_N)) + 1
+    u = torch.finfo(dtype).eps / 2
+    return f"{100 * n_roundings * u / (1 - n_roundings * u):.2f}%"
+
+
+def _check_pairwise_dtype(answer: object) -> str:
+    if not isinstance(answer, torch.dtype):
+        raise Wrong(f"answer with a torch dtype, such as torch.float32; got {describe(answer)}")
+    mistakes = {
+        torch.bfloat16: "bfloat16's u is 2^-8: gamma_17 = " + _pairwise_percent(torch.bfloat16),
+        torch.float32: "float32 works, but a narrower type does too: float16's gamma_17 = "
+        + _pairwise_percent(torch.float16)
+        + " (float32 is what a sequential sum of 65,536 terms would need)",
+        torch.float64: "far more than needed: count pairwise's roundings, ceil(log2 n) + 1 = 17",
+    }
+    if answer != PAIRWISE_DTYPE:
+        raise Wrong(mistakes.get(answer, f"{answer} is not one of bfloat16, float16, float32"))
+    return (
+        "float16: pairwise summation of 2^16 terms gives each at most log2(n) + 1 = 17 roundings, "
+        f"and gamma_17 = {_pairwise_percent(torch.float16)} with u = 2^-11 (bfloat16: "
+        f"{_pairwise_percent(torch.bfloat16)})."
+    )
+
+
+register(
+    Exercise(
+        id="l2-pairwise-dtype",
+        lesson=2,
+        prompt="Pairwise-summing 2^16 terms: narrowest float dtype whose worst-case bound is < 1%?",
+        solution=PAIRWISE_DTYPE,
+        checker=_check_pairwise_dtype,
+        kind="reason",
     )
 )

@@ -1,12 +1,15 @@
 """Lesson 3 exercises: a model's bytes in a dtype, the rounding of a cast, comparing outputs.
 
-From recall (how far a cast to bfloat16 can move a logit) to implementation (a model's size after
-a cast, the smallest cosine similarity between two sets of embeddings, top-1 agreement). The
+Three predictions (how far a cast to bfloat16 can move a logit, where float16 overflows, what a
+cosine of 0.9995 means as a distance) and three derivations (a model's size after a cast, the
+smallest cosine similarity between two sets of embeddings, top-1 agreement). The
 functions to write are named ``my_...``, so that a notebook's never shadow tutorlib's.
 
 Leaves out: running real models in the checkers; the hidden models are tiny and built on the spot
 under a forked random state, so that checking never changes a notebook's random numbers.
 """
+
+import math
 
 import torch
 from torch import nn
@@ -159,6 +162,7 @@ register(
         prompt="Casting a float32 logit between 8 and 16 to bfloat16 moves it by at most how much?",
         solution=BF16_MAX_CHANGE_8_TO_16,
         checker=_check_bf16_max_change,
+        kind="predict",
     )
 )
 
@@ -287,5 +291,76 @@ register(
         ),
         solution=my_top1_agreement,
         checker=_check_top1_agreement,
+    )
+)
+
+
+# ---------------------------------------------------------------- l3-fp16-overflow
+
+# float16's largest finite value is 65,504 = (2 - 2**-10) 2**15; its step there is 2**5 = 32.
+# Rounding to nearest sends everything from the midpoint 65,520 up to inf (the tie goes to the
+# even significand, which is 2**16's, and that overflows); below, to 65,504.
+FP16_OVERFLOW_FROM = 65_504 + 32 // 2  # 65,520
+
+
+def _check_fp16_overflow(answer: object) -> str:
+    got = expect_number(answer)
+    mistakes = [
+        (65_504.0, "65,504 is float16's largest finite value: it stays 65,504"),
+        (65_536.0, "2^16 overflows, but numbers below it already round up to it: from where?"),
+        (65_505.0, "rounding is to the nearest: 65,505 is far closer to 65,504 than to 2^16"),
+        (65_519.0, "65,519 is still below the midpoint between 65,504 and 2^16"),
+        (32_768.0, "2^15 is a normal float16; the largest exponent is 15, not 14"),
+    ]
+    verify(got, float(FP16_OVERFLOW_FROM), mistakes, same_number(), "a float32 cast to float16")
+    return (
+        "65,520: above 65,504 the next float16 step would reach 2^16, which does not exist; "
+        "rounding to nearest sends every value from the midpoint 65,520 (a tie, to even) to inf."
+    )
+
+
+register(
+    Exercise(
+        id="l3-fp16-overflow",
+        lesson=3,
+        prompt="What is the smallest float32 value that becomes inf when cast to float16?",
+        solution=FP16_OVERFLOW_FROM,
+        checker=_check_fp16_overflow,
+        kind="predict",
+    )
+)
+
+
+# ---------------------------------------------------------------- l3-cosine-distance
+
+# For a and b of equal length L: |a - b|^2 = 2 L^2 (1 - cos), so |a - b| / L = sqrt(2 (1 - cos)).
+COSINE = 0.9995
+COSINE_DISTANCE = math.sqrt(2 * (1 - COSINE))  # 0.0316
+
+
+def _check_cosine_distance(answer: object) -> str:
+    got = expect_number(answer)
+    deficit = 1 - COSINE
+    mistakes = [
+        (deficit, "1 - cos is not a distance: |a - b|^2 = 2 L^2 (1 - cos)"),
+        (2 * deficit, "that is |a - b|^2 / L^2; take its square root"),
+        (math.sqrt(deficit), "the factor 2 is missing: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b"),
+    ]
+    # Three significant digits are what the prompt's 0.9995 supports.
+    verify(got, COSINE_DISTANCE, mistakes, same_number(rel_tol=1e-3), "cos = 0.9995")
+    return (
+        f"{COSINE_DISTANCE:.4f}, about 3% of the length: |a - b|^2 = 2 L^2 (1 - cos) = 0.001 L^2. "
+        "A cosine that looks close to 1 can hide a visible change."
+    )
+
+
+register(
+    Exercise(
+        id="l3-cosine-distance",
+        lesson=3,
+        prompt="Two embeddings of equal length L have cosine 0.9995: what is |a - b| / L?",
+        solution=COSINE_DISTANCE,
+        checker=_check_cosine_distance,
+        kind="predict",
     )
 )

@@ -1,14 +1,15 @@
-"""Lesson 4 exercises: scale and zero point, quantize, dequantize, SQNR and 4-bit packing.
+"""Lesson 4 exercises: scale and zero point, the symmetric code, quantize, what codes stand for.
 
 This module holds the scales and zero points; ``_lesson4_codes`` holds the exercises on the
-codes (quantize, dequantize, SQNR, packing) and is imported at the end, so that loading this
-lesson registers all of them.
+codes (quantize; what a code stands for, the SQNR of one more bit, unpacking a byte) and is
+imported at the end, so that loading this lesson registers all of them.
 
-Each asks for one function of the zero-point form (Jacob et al., 2018), in the order the lesson
-teaches it: the asymmetric scale and zero point, the symmetric scale, per-channel scales,
-q = clamp(round(r / s) + z, q_min, q_max), r ~ s (q - z), the SQNR, and two 4-bit values per byte.
-The reference solutions are written here with plain torch, independent of tutorlib.quant, and
-named ``my_...`` like the learner's, so that a notebook's never shadow tutorlib's.
+In the order the lesson teaches the zero-point form (Jacob et al., 2018): derive the asymmetric
+scale and zero point, predict a symmetric code, derive q = clamp(round(r / s) + z, q_min, q_max),
+predict r ~ s (q - z), derive per-channel scales, predict the decibels of the eighth bit and the
+two 4-bit values of a byte. The reference solutions are written here with plain torch,
+independent of tutorlib.quant, and named ``my_...`` like the learner's, so that a notebook's
+never shadow tutorlib's.
 
 Leaves out: per-group scales and clipping (the lesson measures them; an exercise would repeat
 per-channel), and the W8A16 layer (it only chains these functions).
@@ -20,6 +21,7 @@ import torch
 
 from tutorlib.exercises.core import (
     Exercise,
+    Wrong,
     call,
     expect_callable,
     expect_integer,
@@ -138,64 +140,37 @@ register(
 )
 
 
-# ---------------------------------------------------------------- l4-symmetric-scale
+# ---------------------------------------------------------------- l4-symmetric-code
+
+# r = [-1.0, 0.5, 3.0] at 8 bits, symmetric: s = max|r| / 127 = 3 / 127, and 0.5 / s = 21.17.
+SYMMETRIC_CODE = round(0.5 / (3 / 127))  # 21
 
 
-def my_get_symmetric_scale(r: torch.Tensor, bits: int) -> float:
-    """Symmetric per-tensor scale onto the restricted range [-(2**(k-1) - 1), 2**(k-1) - 1].
-
-    s = max|r| / q_max with q_max = 2**(k-1) - 1 (the zero point is 0).
-    Example: r = [-1.0, 0.5, 3.0], 8 bits: s = 3 / 127 = 0.023622.
-    """
-    q_max = 2 ** (bits - 1) - 1
-    return r.abs().max().item() / q_max
-
-
-def _symmetric_cases() -> list[tuple[str, torch.Tensor, int]]:
-    generator = seeded(42)
-    return [
-        ("randn(100), 8 bits", torch.randn(100, generator=generator), 8),
-        (
-            "-5 rand(20) (negative values dominate), 4 bits",
-            -5 * torch.rand(20, generator=generator),
-            4,
-        ),
-        ("a (3, 5) randn tensor, 2 bits", torch.randn(3, 5, generator=generator), 2),
-        ("r = [-1.0, 0.5, 3.0], 8 bits", torch.tensor([-1.0, 0.5, 3.0]), 8),
-        ("a constant -2.0, 8 bits", torch.full((6,), -2.0), 8),
+def _check_symmetric_code(answer: object) -> str:
+    got = expect_number(answer)
+    if got != round(got):
+        raise Wrong(f"{got:g} is not an integer: round r / s to the nearest integer, a code")
+    mistakes = [
+        (96.0, "96 is the asymmetric code (s = 4/255, z = 64); symmetric has z = 0, s = 3/127"),
+        (32.0, "that divides by the asymmetric scale 4/255; symmetric uses max|r| / 127"),
+        (42.0, "symmetric codes are signed: 127 levels on each side, s = 3/127, not 3/255"),
+        (0.0, "0.5 is not 0: only r = 0 gets the code 0 in the symmetric form"),
     ]
-
-
-def _symmetric_mistakes(r: torch.Tensor, bits: int) -> list[tuple[object, str]]:
-    abs_max, half = r.abs().max().item(), 2 ** (bits - 1)
-    r_min, r_max = min(r.min().item(), 0.0), max(r.max().item(), 0.0)
-    return [
-        (abs_max / half, "q_max of the restricted range is 2^(k-1) - 1, not 2^(k-1)"),
-        (r.max().item() / (half - 1), "use max|r|: the largest magnitude may be negative"),
-        (
-            (r_max - r_min) / (2**bits - 1),
-            "that is the asymmetric scale; symmetric uses max|r| / q_max",
-        ),
-        (abs_max / (2**bits - 1), "symmetric q is signed: q_max = 2^(k-1) - 1, not 2^k - 1"),
-    ]
-
-
-def _check_symmetric_scale(answer: object) -> str:
-    function = expect_callable(answer, 'check("l4-symmetric-scale", my_get_symmetric_scale)')
-    for case, r, bits in _symmetric_cases():
-        got = expect_number(call(function, r, bits, case=case), "the scale")
-        same = same_number(rel_tol=_SCALE_RTOL)
-        verify(got, my_get_symmetric_scale(r, bits), _symmetric_mistakes(r, bits), same, case)
-    return "right: s = max|r| / (2^(k-1) - 1), e.g. 3 / 127 for r in [-1, 3] at 8 bits."
+    verify(got, float(SYMMETRIC_CODE), mistakes, same_number(), "r = [-1.0, 0.5, 3.0], 8 bits")
+    return (
+        "21: s = max|r| / 127 = 3/127, and 0.5 / s = 21.17 rounds to 21; -1.0 gets -42 and 3.0 "
+        "gets 127. The codes -128 and -43 ... -127 go unused: the price of z = 0."
+    )
 
 
 register(
     Exercise(
-        id="l4-symmetric-scale",
+        id="l4-symmetric-code",
         lesson=4,
-        prompt="Write my_get_symmetric_scale(r, bits) -> float, the symmetric per-tensor scale.",
-        solution=my_get_symmetric_scale,
-        checker=_check_symmetric_scale,
+        prompt="r = [-1.0, 0.5, 3.0], symmetric, 8 bits: which integer does 0.5 get?",
+        solution=SYMMETRIC_CODE,
+        checker=_check_symmetric_code,
+        kind="predict",
     )
 )
 

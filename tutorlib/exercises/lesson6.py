@@ -6,7 +6,8 @@ rounded, and the bytes of a packed 4-bit layer. The reference solutions are writ
 plain torch, independent of tutorlib.quant.gptq and tutorlib.layers.w4a16, and named ``my_...``
 like the learner's, so that a notebook's never shadow tutorlib's.
 
-Leaves out: the whole GPTQ loop (it repeats the step) and packing (Lesson 4's l4-pack-4bit).
+Leaves out: the whole GPTQ loop (it repeats the step) and packing (Lesson 4's l4-pack-4bit,
+Lesson 1's l1-packed-bytes).
 """
 
 import torch
@@ -28,33 +29,32 @@ __all__: list[str] = []  # reference solutions are reached through EXERCISES[id]
 
 # ---------------------------------------------------------------- l6-bits-per-weight
 
-
-def my_bits_per_weight(bits: int, group_size: int) -> float:
-    """Bits per weight with a float16 scale (16 bits) and a uint8 zero point (8 bits) per group.
-
-    bits + (16 + 8) / group_size: the group's two parameters are shared by its g weights.
-    Example: my_bits_per_weight(4, 128) = 4 + 24 / 128 = 4.1875.
-    """
-    return bits + (16 + 8) / group_size
+# 3-bit codes in groups of 32, each group with a float16 scale (16 bits) and a uint8 zero point
+# (8 bits): 3 + (16 + 8) / 32 bits per weight.
+BPW_BITS, BPW_GROUP = 3, 32
+BITS_PER_WEIGHT = BPW_BITS + (16 + 8) / BPW_GROUP  # 3.75
 
 
 def _check_bits_per_weight(answer: object) -> str:
-    function = expect_callable(answer, 'check("l6-bits-per-weight", my_bits_per_weight)')
-    for bits, group_size in [(4, 128), (3, 32), (8, 64), (2, 384), (4, 1)]:
-        case = f"bits={bits}, group_size={group_size}"
-        got = expect_number(call(function, bits, group_size, case=case), "the bits per weight")
-        g = group_size
-        mistakes = [
-            (bits, "add the group's scale and zero point, shared by its g weights: 24 / g"),
-            (bits + 16 / g, "the zero point costs 8 bits too: (16 + 8) / g"),
-            (bits + 8 / g, "the float16 scale costs 16 bits too: (16 + 8) / g"),
-            (bits + 32 / g, "the zero point here is one uint8 (8 bits), not 16"),
-            (bits + 40 / g, "the scale is float16 (16 bits), not float32"),
-            (bits + 24 * g, "divide the group's 24 bits by g: each weight pays 24 / g"),
-            ((bits + 24) / g, "only the parameters are shared: bits + 24 / g"),
-        ]
-        verify(got, my_bits_per_weight(bits, g), mistakes, same_number(rel_tol=1e-9), case)
-    return "right: k + (16 + 8) / g, e.g. 4.1875 bits at 4 bits in groups of 128."
+    got = expect_number(answer)
+    k, g = BPW_BITS, BPW_GROUP
+    mistakes = [
+        (k, "add the group's scale and zero point, shared by its g weights: 24 / g"),
+        (k + 16 / g, "the zero point costs 8 bits too: (16 + 8) / g"),
+        (k + 8 / g, "the float16 scale costs 16 bits too: (16 + 8) / g"),
+        (
+            k + 32 / g,
+            "the zero point here is one uint8 (8 bits), not 16; and 3-bit codes are "
+            "packed bit by bit, not stored in 4 bits",
+        ),
+        (k + 40 / g, "the scale is float16 (16 bits), not float32"),
+        ((k + 24) / g, "only the parameters are shared: k + 24 / g"),
+    ]
+    verify(got, BITS_PER_WEIGHT, mistakes, same_number(rel_tol=1e-9), "3 bits, groups of 32")
+    return (
+        "3.75: k + (16 + 8) / g = 3 + 24/32. The parameters cost a quarter of a bit per weight "
+        "here; in groups of 128 they cost 0.1875."
+    )
 
 
 register(
@@ -62,10 +62,11 @@ register(
         id="l6-bits-per-weight",
         lesson=6,
         prompt=(
-            "Write my_bits_per_weight(bits, group_size) with a float16 scale and uint8 zero point."
+            "3-bit codes, groups of 32, each a float16 scale and uint8 zero point: bits per weight?"
         ),
-        solution=my_bits_per_weight,
+        solution=BITS_PER_WEIGHT,
         checker=_check_bits_per_weight,
+        kind="predict",
     )
 )
 
@@ -189,5 +190,6 @@ register(
         prompt="How many bytes does a 4-bit (384, 1536) layer with groups of 128 and a bias take?",
         solution=LAYER_BYTES,
         checker=_check_layer_bytes,
+        kind="predict",
     )
 )

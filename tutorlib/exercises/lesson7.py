@@ -62,6 +62,7 @@ register(
         prompt="How many bits does one weight of a Q4_1 tensor take, its block's d and m included?",
         solution=Q4_1_BITS_PER_WEIGHT,
         checker=_check_q4_1_bits,
+        kind="predict",
     )
 )
 
@@ -96,6 +97,7 @@ register(
         prompt="A model gives all 49,152 tokens of its vocabulary equal probability: perplexity?",
         solution=UNIFORM_PERPLEXITY,
         checker=_check_uniform_perplexity,
+        kind="predict",
     )
 )
 
@@ -210,5 +212,6 @@ register(
         prompt="Which perplexity difference could be noise: A, B, both or neither?",
         solution=NOISE_ANSWER,
         checker=_check_noise,
+        kind="reason",
     )
 )
