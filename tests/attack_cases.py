@@ -394,6 +394,10 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "quantized_column": seeded(4, seed=1),
     },
     "gptq_quantize": lambda tmp: {"inputs": seeded(16, 8)},
+    "calibration_rows": lambda tmp: {
+        "inputs": seeded(2, 3, 4),
+        "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
+    },
     "token_rows": lambda tmp: {
         "inputs": seeded(2, 3, 4),
         "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),

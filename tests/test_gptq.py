@@ -12,6 +12,7 @@ from tutorlib.models.search_task import load_search_task, search_sentences
 from tutorlib.perf.hooks import capture_linear_inputs
 from tutorlib.quant.affine import linear_dequantize, linear_quantize
 from tutorlib.quant.gptq import (
+    calibration_rows,
     gptq_quantize,
     hessian,
     inverse_hessian_cholesky,
@@ -282,3 +283,30 @@ def test_a_mask_for_another_batch_is_refused_before_anything_changes():
     assert torch.equal(layer[0].weight.detach(), weight)
     with pytest.raises(ValueError, match="pass run too"):
         fake_quantize_linear_weights(layer, "rtn", 4, 4, token_mask=torch.ones(2, 3, dtype=int))
+
+
+def test_calibration_rows_keep_a_per_sequence_input_whole():
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    pooled = torch.randn(2, 4, generator=torch.Generator().manual_seed(3))  # a pooler's input
+    assert torch.equal(calibration_rows(pooled, mask), pooled)
+    assert calibration_rows(torch.zeros(2, 3, 4), mask).shape == (4, 4)
+    assert calibration_rows(torch.zeros(2, 3, 4), None).shape == (6, 4)
+
+
+def test_a_model_with_a_pooler_calibrates_with_a_mask():
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Linear(4, 4)
+            self.pooler = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.pooler(self.token(x)[:, 0])  # the first position's state, per sequence
+
+    model = Pooled()
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(4))
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    results = fake_quantize_linear_weights(
+        model, "gptq", 4, 4, run=lambda: model(x), token_mask=mask
+    )
+    assert list(results) == ["token", "pooler"]

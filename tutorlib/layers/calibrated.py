@@ -16,7 +16,7 @@ from torch import nn
 
 from tutorlib._checks import check_bits, check_group_size, iter_linears
 from tutorlib.quant.affine import QuantizedTensor
-from tutorlib.quant.gptq import gptq_quantize, output_error, token_rows
+from tutorlib.quant.gptq import calibration_rows, gptq_quantize, output_error, token_rows
 from tutorlib.quant.rtn import GPTQ_BITS, _check_weight, rtn_quantize
 
 __all__ = ["LayerQuantization", "fake_quantize_linear_weights"]
@@ -71,13 +71,16 @@ def _capture_next(
         raise ValueError("run() never called the Linears left to quantize: it must run the model")
     x = captured[0].detach().float()
     if token_mask is None:
-        return names, x.reshape(-1, x.shape[-1])  # (samples, in)
-    if x.ndim != 3 or tuple(x.shape[:2]) != tuple(token_mask.shape):
+        return names, calibration_rows(x, None)  # (samples, in)
+    per_position = x.ndim == 3 and tuple(x.shape[:2]) == tuple(token_mask.shape)
+    per_sequence = x.ndim == 2 and x.shape[0] == token_mask.shape[0]
+    if not (per_position or per_sequence):
         raise ValueError(
             f"token_mask has shape {tuple(token_mask.shape)}, but {names[0]} reads inputs of "
-            f"shape {tuple(x.shape)}, not (batch, seq, features): skip that layer, or pass no mask"
+            f"shape {tuple(x.shape)}, neither (batch, seq, features) nor (batch, features): "
+            "skip that layer, or pass no mask"
         )
-    return names, token_rows(x, token_mask)  # (real tokens, in)
+    return names, calibration_rows(x, token_mask)  # (real tokens, in)
 
 
 def fake_quantize_linear_weights(

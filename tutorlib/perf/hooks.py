@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tutorlib._checks import check_int
-from tutorlib.quant.gptq import token_rows
+from tutorlib.quant.gptq import calibration_rows, token_rows
 
 if TYPE_CHECKING:  # only for type hints: pandas takes a second to import
     import pandas as pd
@@ -182,8 +182,9 @@ def capture_linear_inputs(
     Forward pre-hooks copy each layer's first argument, reshaped to (-1, in_features); layers
     that read the same tensor (a BERT block's query, key and value) are kept under each name.
     With `token_mask` (batch, seq), a tokenizer's attention_mask for run's batch, only the real
-    tokens' rows are kept (`tutorlib.quant.gptq.token_rows`), for layers whose input is
-    (batch, seq, features). The hooks are removed afterwards.
+    tokens' rows are kept (`tutorlib.quant.gptq.calibration_rows`: per-position inputs lose their
+    padding, per-sequence inputs such as a pooler's are kept whole). The hooks are removed
+    afterwards.
     """
     _check_model_and_run(model, run)
     if token_mask is not None:  # checked now, not from inside a hook halfway through run()
@@ -201,8 +202,8 @@ def capture_linear_inputs(
         x = args[0].detach().float()
         if token_mask is None:
             inputs[name] = x.reshape(-1, module.in_features).clone()
-        else:
-            inputs[name] = token_rows(x, token_mask).clone()  # (real tokens, in_features)
+        else:  # real tokens' rows; an input of one row per sequence (a pooler's) is kept whole
+            inputs[name] = calibration_rows(x, token_mask).clone()
 
     handles = [
         module.register_forward_pre_hook(functools.partial(keep, name))

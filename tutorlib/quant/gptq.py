@@ -20,6 +20,7 @@ from tutorlib.quant.rtn import _LARGEST_WEIGHT, GPTQ_BITS, _check_weight, _stora
 
 __all__ = [
     "token_rows",
+    "calibration_rows",
     "hessian",
     "inverse_hessian_cholesky",
     "spread_column_error",
@@ -65,6 +66,30 @@ def token_rows(inputs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
     if not bool(token_mask.any()):
         raise ValueError("token_mask marks no real token: there is nothing to calibrate on")
     return inputs[token_mask.bool()]  # (real tokens, features)
+
+
+def calibration_rows(inputs: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """A layer's captured input as the rows GPTQ calibrates on, (rows, features).
+
+    Without a mask, every row: inputs reshaped to (-1, features). With a mask (batch, seq):
+    an input of one row per position, (batch, seq, features), keeps its real tokens
+    (`token_rows`); an input of one row per sequence, (batch, features) (BERT's pooler reads
+    the first token's state), has no padding and is kept whole. Any other shape is refused.
+    Example: inputs (2, 3, 4) with token_mask [[1, 1, 1], [1, 0, 0]] -> (4, 4); inputs (2, 4) with
+    the same mask -> (2, 4).
+    """
+    inputs = check_float_tensor(inputs, "inputs")
+    if inputs.ndim < 2:
+        raise ValueError(
+            f"inputs must be (..., features) rows of a layer, got {tuple(inputs.shape)}"
+        )
+    if token_mask is None:
+        return inputs.reshape(-1, inputs.shape[-1])
+    if not isinstance(token_mask, torch.Tensor):
+        raise TypeError(f"token_mask must be a tensor or None, got {type(token_mask).__name__}")
+    if inputs.ndim == 2 and token_mask.ndim == 2 and inputs.shape[0] == token_mask.shape[0]:
+        return inputs  # one row per sequence: no padded positions
+    return token_rows(inputs, token_mask)
 
 
 def _column_grid(columns: torch.Tensor, bits: int) -> QuantParams:
