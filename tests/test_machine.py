@@ -20,7 +20,10 @@ def test_parse_cpuinfo_names_the_machine_and_its_int8_units() -> None:
     info = parse_cpuinfo(CPUINFO)
     assert info == CpuInfo("AMD EPYC", 2, ("avx512_vnni", "avx512_bf16"))
     assert info.has("avx512_vnni") and not info.has("amx_int8")
-    assert info.describe() == "AMD EPYC, 2 logical CPUs, int8/bf16 units: avx512_vnni, avx512_bf16"
+    assert (
+        info.describe()
+        == "AMD EPYC, 2 logical CPUs, int8/bf16/fp16 units: avx512_vnni, avx512_bf16"
+    )
 
 
 def test_parse_cpuinfo_without_the_fields() -> None:

@@ -17,7 +17,9 @@ __all__ = ["INT8_FLAGS", "CpuInfo", "parse_cpuinfo", "cpu_info"]
 
 # /proc/cpuinfo flags of the x86 instructions that make int8 (and bf16) matmuls fast:
 # VNNI multiplies 8-bit integers and accumulates in 32 bits in one instruction (vpdpbusd);
-# AMX multiplies whole int8/bf16 tiles; avx512_bf16 has the bf16 dot product (vdpbf16ps).
+# AMX multiplies whole int8/bf16 tiles; avx512_bf16 has the bf16 dot product (vdpbf16ps);
+# avx512_fp16 and amx_fp16 compute in float16 (PyTorch's CPU float16 kernels need them to be
+# more than float32 kernels with conversions around them).
 INT8_FLAGS: tuple[str, ...] = (
     "avx512_vnni",
     "avx_vnni",
@@ -25,6 +27,8 @@ INT8_FLAGS: tuple[str, ...] = (
     "amx_bf16",
     "amx_tile",
     "avx512_bf16",
+    "avx512_fp16",
+    "amx_fp16",
 )
 
 
@@ -45,7 +49,7 @@ class CpuInfo:
     def describe(self) -> str:
         """One line naming the machine, e.g. 'AMD EPYC, 2 logical CPUs, avx512_vnni, ...'."""
         found = ", ".join(self.flags) if self.flags else f"none of {', '.join(INT8_FLAGS)}"
-        return f"{self.model_name}, {self.logical_cpus} logical CPUs, int8/bf16 units: {found}"
+        return f"{self.model_name}, {self.logical_cpus} logical CPUs, int8/bf16/fp16 units: {found}"
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:

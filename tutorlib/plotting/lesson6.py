@@ -89,7 +89,7 @@ def plot_size_accuracy_frontier(
     ax.set_xlabel("bits per weight (scales and zero points included)")
     ax.set_ylabel("smallest cosine to FP32 embeddings")
     ax.legend()
-    ax.set_title("Fewer bits cost accuracy; GPTQ buys some of it back")
+    ax.set_title("Accuracy against size: RTN and GPTQ at each bit width")
     return fig
 
 
