@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from tutorlib.exercises import check
-from tutorlib.exercises.lesson5 import (
+from tutorlib.exercises._lesson5_predictions import (
     AMDAHL_SPEEDUP,
     INT16_PAIR_MAX_CODE,
     INT32_HEADROOM,
+)
+from tutorlib.exercises.lesson5 import (
     my_int8_matmul,
     my_quantize_per_token,
     my_w8a8_rescale,

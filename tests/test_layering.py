@@ -112,7 +112,7 @@ def test_the_figures_and_exercises_of_lesson_1_load_nothing_of_lesson_5() -> Non
     code = (
         "from tutorlib.plotting import plot_spacing\n"
         "from tutorlib.exercises import check\n"
-        "check('l1-parameter-bytes', None)\n"
+        "check('l1-packed-bytes', None)\n"
         "import sys; assert 'tutorlib.perf.benchmark' not in sys.modules"
     )
     assert _modules_loaded_by(code) == []
