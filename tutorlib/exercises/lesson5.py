@@ -1,10 +1,11 @@
 """Lesson 5 exercises: per-token activations, int8 x int8 -> int32, the rescale, Amdahl's law.
 
-The W8A8 path piece by piece: quantize each token's activations with its own scale, multiply the
-int8 matrices with int32 sums, turn the sums back into floats with y = s_x[t] s_w[o] acc[t, o] +
-b[o] (three derivations, here); then three predictions (``_lesson5_predictions``): the headroom of
-an int32 accumulator, the largest code a saturating int16 pair can take, and the speedup a profile allows. The
-functions to write are named ``my_...``, so that a notebook's never shadow tutorlib's.
+The W8A8 path piece by piece, three derivations here: quantize each token's activations with
+its own scale, multiply the int8 matrices with int32 sums, turn the sums back into floats with
+y = s_x[t] s_w[o] acc[t, o] + b[o]. Three predictions live in ``_lesson5_predictions``: the
+headroom of an int32 accumulator, the largest code a saturating int16 pair can take, and the
+speedup a profile allows. The functions to write are named ``my_...``, so that a notebook's
+never shadow tutorlib's.
 
 Leaves out: timing the learner's code (it would make the feedback machine-dependent) and
 torch._int_mm (it needs shapes the hidden cases would have to respect).
