@@ -128,6 +128,25 @@ class TestLessonShape:
             shown = json.dumps(cell["outputs"])
             assert "Correct" in shown, f"{path.name}: a stored solution does not pass its check"
 
+    def test_time_estimate_is_glued_not_guessed(self, path):
+        # Issue 22: the reading time from the page's words and the run time measured, both glued.
+        nb = load(path)
+        n = int(path.stem[:2])
+        opening = "\n".join("".join(c["source"]) for c in nb["cells"][:3])
+        for key in (f"l{n}_reading_minutes", f"l{n}_run_minutes"):
+            assert f"{{glue:text}}`{key}" in opening, f"{path.name}: its **Time:** needs {key}"
+        sources = [("".join(c["source"]), c) for c in code_cells(nb)]
+        assert any("LessonClock()" in s for s, _ in sources[:3]), (
+            f"{path.name}: no clock at the top"
+        )
+        last, cell = sources[-1]
+        assert f'glue("l{n}_run_minutes", lesson_clock.minutes()' in last, path.name
+        assert "nbval-ignore-output" in cell["metadata"].get("tags", []), path.name
+
+    def test_links_the_glossary_and_which_method_when(self, path):
+        text = markdown_text(load(path))
+        assert "../book/glossary.md" in text and "../book/which_method.md" in text, path.name
+
 
 # Phrases of the project's own history, targets and tooling: they belong on the reproduction
 # page or in benchmarks/README.md, not in a lesson a learner reads.
