@@ -39,7 +39,9 @@ class _StopForward(Exception):
 
 
 def _capture_next(
-    pending: dict[str, nn.Linear], run: Callable[[], object], token_mask: torch.Tensor | None
+    pending: dict[str, nn.Linear],
+    run: Callable[[], object],
+    token_mask: torch.Tensor | None = None,
 ) -> tuple[list[str], torch.Tensor]:
     """Run the model until the first pending Linear is called; return its name, the names of
     the pending Linears called right after it on the very same input tensor (a block's query,
