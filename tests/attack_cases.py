@@ -398,6 +398,8 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "inputs": seeded(2, 3, 4),
         "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
     },
+    "prose_words": lambda tmp: {"notebook_path": _lesson_notebook()},
+    "reading_minutes": lambda tmp: {"notebook_path": _lesson_notebook()},
     "token_rows": lambda tmp: {
         "inputs": seeded(2, 3, 4),
         "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
@@ -512,6 +514,11 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "gigabytes_per_second": {"FP32": 6.2, "BF16": 6.2},
     },
 }
+
+
+def _lesson_notebook() -> Path:
+    """A real lesson notebook of the course, for tutorlib.perf.lesson_time."""
+    return Path(__file__).resolve().parents[1] / "notebooks" / "01_tensor_types.ipynb"
 
 
 def _w4_weight():

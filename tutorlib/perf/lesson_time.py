@@ -41,6 +41,10 @@ def prose_words(notebook_path: str | Path) -> int:
     Example: a notebook whose one markdown cell is "Six numbers and {glue:text}`k:.2f` bits."
     has 5 words (the glued value is one).
     """
+    if not isinstance(notebook_path, str | Path):
+        raise TypeError(
+            f"notebook_path must be a str or a pathlib.Path, got {type(notebook_path).__name__}"
+        )
     path = Path(notebook_path)
     if not path.is_file():
         raise ValueError(f"notebook_path {str(path)!r} is not a file; pass the lesson's .ipynb")
