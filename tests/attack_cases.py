@@ -400,6 +400,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     },
     "prose_words": lambda tmp: {"notebook_path": _lesson_notebook()},
     "reading_minutes": lambda tmp: {"notebook_path": _lesson_notebook()},
+    "check_token_mask": lambda tmp: {"token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]])},
     "token_rows": lambda tmp: {
         "inputs": seeded(2, 3, 4),
         "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),

@@ -310,3 +310,13 @@ def test_a_model_with_a_pooler_calibrates_with_a_mask():
         model, "gptq", 4, 4, run=lambda: model(x), token_mask=mask
     )
     assert list(results) == ["token", "pooler"]
+
+
+def test_capture_refuses_a_bad_mask_before_running_the_model():
+    calls = []
+    layer = nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="only 0 \\(padding\\) and 1"):
+        capture_linear_inputs(layer, lambda: calls.append(1), token_mask=torch.full((2, 3), 2))
+    with pytest.raises(TypeError, match="token_mask must be a tensor"):
+        capture_linear_inputs(layer, lambda: calls.append(1), token_mask=[[1, 0]])
+    assert calls == []  # run() never started

@@ -16,7 +16,12 @@ from torch import nn
 
 from tutorlib._checks import check_bits, check_group_size, iter_linears
 from tutorlib.quant.affine import QuantizedTensor
-from tutorlib.quant.gptq import calibration_rows, gptq_quantize, output_error, token_rows
+from tutorlib.quant.gptq import (
+    calibration_rows,
+    check_token_mask,
+    gptq_quantize,
+    output_error,
+)
 from tutorlib.quant.rtn import GPTQ_BITS, _check_weight, rtn_quantize
 
 __all__ = ["LayerQuantization", "fake_quantize_linear_weights"]
@@ -107,7 +112,7 @@ def fake_quantize_linear_weights(
     "gptq"; for "rtn" it is optional and only measures each layer's error.
     Linears named in `skip` (attribute or dotted name) stay as they are. `token_mask` (batch, seq),
     a tokenizer's attention_mask for the batch `run` feeds, keeps only the real tokens' rows of
-    each X (`token_rows`): padding is not an input the layers will see, and would bias H.
+    each X (`quant.gptq.token_rows`): padding is not an input the layers will see, and would bias H.
     Example: MiniLM's 37 Linears (in 25 passes: query, key and value share one) at 4 bits,
     groups of 128, calibrated on 48 sentences (730 real tokens of a padded (48, 20) batch).
     Returns {dotted name: LayerQuantization}; the model now holds the dequantized weights.
@@ -127,11 +132,7 @@ def fake_quantize_linear_weights(
     if token_mask is not None:
         if run is None:
             raise ValueError("token_mask marks the tokens of run's batch: pass run too")
-        if not isinstance(token_mask, torch.Tensor):
-            raise TypeError(f"token_mask must be a tensor, got {type(token_mask).__name__}")
-        if token_mask.ndim != 2:
-            raise ValueError(f"token_mask must be (batch, seq), got {tuple(token_mask.shape)}")
-        token_rows(torch.zeros(*token_mask.shape, 1), token_mask)  # its values, checked now
+        check_token_mask(token_mask)
     targets = iter_linears(model, skip)  # each Linear once, in definition order
     if not targets:
         raise ValueError("model has no nn.Linear to quantize (or all of them are in skip)")

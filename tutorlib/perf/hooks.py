@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tutorlib._checks import check_int
-from tutorlib.quant.gptq import calibration_rows, token_rows
+from tutorlib.quant.gptq import calibration_rows, check_token_mask
 
 if TYPE_CHECKING:  # only for type hints: pandas takes a second to import
     import pandas as pd
@@ -188,12 +188,7 @@ def capture_linear_inputs(
     """
     _check_model_and_run(model, run)
     if token_mask is not None:  # checked now, not from inside a hook halfway through run()
-        if not isinstance(token_mask, torch.Tensor) or token_mask.ndim != 2:
-            raise ValueError(
-                "token_mask must be a (batch, seq) tensor, a tokenizer's attention_mask; got "
-                f"{getattr(token_mask, 'shape', type(token_mask).__name__)}"
-            )
-        token_rows(torch.zeros(*token_mask.shape, 1), token_mask)  # its values
+        check_token_mask(token_mask)
     inputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str, module: nn.Module, args: tuple) -> None:  # None: leave the input as is

@@ -19,6 +19,7 @@ from tutorlib.quant.params import QuantParams, get_scale_and_zero_point
 from tutorlib.quant.rtn import _LARGEST_WEIGHT, GPTQ_BITS, _check_weight, _storable
 
 __all__ = [
+    "check_token_mask",
     "token_rows",
     "calibration_rows",
     "hessian",
@@ -37,6 +38,21 @@ def _check_inputs(inputs: object, in_features: int, name: str = "inputs") -> tor
             f"got {tuple(inputs.shape)}"
         )
     return inputs.detach().reshape(-1, in_features).double()  # (samples, in_features)
+
+
+def check_token_mask(token_mask: torch.Tensor) -> torch.Tensor:
+    """A tokenizer's attention_mask, checked before any model runs: (batch, seq), 0 or 1, and
+    at least one real token. Returns it unchanged.
+    Example: check_token_mask(torch.tensor([[1, 1, 0]])) is the same tensor.
+    """
+    if not isinstance(token_mask, torch.Tensor):
+        raise TypeError(f"token_mask must be a tensor, got {type(token_mask).__name__}")
+    if token_mask.ndim != 2:
+        raise ValueError(f"token_mask must be (batch, seq), got {tuple(token_mask.shape)}")
+    if token_mask.numel() == 0:
+        raise ValueError("token_mask is empty: it must mark the tokens of a non-empty batch")
+    token_rows(torch.zeros(*token_mask.shape, 1), token_mask)  # its dtype and values
+    return token_mask
 
 
 def token_rows(inputs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
