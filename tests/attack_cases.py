@@ -394,6 +394,11 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "quantized_column": seeded(4, seed=1),
     },
     "gptq_quantize": lambda tmp: {"inputs": seeded(16, 8)},
+    "gptq_quantize_shared": lambda tmp: {
+        "weights": [seeded(4, 8), seeded(2, 8, seed=1)],
+        "inputs": seeded(16, 8),
+    },
+    "capture_next_inputs": lambda tmp: _pending_and_run(),
     "calibration_rows": lambda tmp: {
         "inputs": seeded(2, 3, 4),
         "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
@@ -555,6 +560,12 @@ def _quantized_tensor_kwargs() -> dict:
 def _model_and_run() -> dict:
     model, x = small_model(), seeded(2, 8)
     return {"model": model, "run": lambda: model(x)}
+
+
+def _pending_and_run() -> dict:
+    model, x = small_model(), seeded(2, 8)
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    return {"pending": linears, "run": lambda: model(x)}
 
 
 def _cpuinfo_file(tmp: Path) -> Path:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tutorlib.layers.calibrated import fake_quantize_linear_weights
+from tutorlib.layers.calibrated import capture_next_inputs, fake_quantize_linear_weights
 from tutorlib.models.calibration import load_calibration_sentences
 from tutorlib.models.search_task import load_search_task, search_sentences
 from tutorlib.perf.hooks import capture_linear_inputs
@@ -14,6 +14,7 @@ from tutorlib.quant.affine import linear_dequantize, linear_quantize
 from tutorlib.quant.gptq import (
     calibration_rows,
     gptq_quantize,
+    gptq_quantize_shared,
     hessian,
     inverse_hessian_cholesky,
     output_error,
@@ -320,3 +321,54 @@ def test_capture_refuses_a_bad_mask_before_running_the_model():
     with pytest.raises(TypeError, match="token_mask must be a tensor"):
         capture_linear_inputs(layer, lambda: calls.append(1), token_mask=[[1, 0]])
     assert calls == []  # run() never started
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("group_size", [8, 32, None], ids=["g8", "g32", "per-channel"])
+def test_gptq_on_stacked_weights_is_gptq_on_each(bits, group_size):
+    # Rows never see each other in GPTQ (U comes from X alone, each row has its own grid):
+    # a query, key and value quantized together get exactly their own integers and grids.
+    x = correlated_inputs(samples=512, features=64)
+    weights = [seeded(24, 64), seeded(8, 64, seed=1), seeded(8, 64, seed=2)]
+    shared = gptq_quantize_shared(weights, x, bits, group_size)
+    for weight, together in zip(weights, shared, strict=True):
+        alone = gptq_quantize(weight, x, bits, group_size)
+        assert torch.equal(together.q, alone.q)
+        assert torch.equal(together.params.scale, alone.params.scale)
+        assert torch.equal(together.params.zero_point, alone.params.zero_point)
+        assert together.params.group_size == alone.params.group_size
+
+
+def test_gptq_shared_refuses_weights_that_cannot_share_an_input():
+    x = seeded(32, 8)
+    with pytest.raises(ValueError, match="one in_features"):
+        gptq_quantize_shared([seeded(4, 8), seeded(4, 6)], x)
+    with pytest.raises(TypeError, match="non-empty list"):
+        gptq_quantize_shared(seeded(4, 8), x)  # one tensor, not a list of them
+    with pytest.raises(TypeError, match="non-empty list"):
+        gptq_quantize_shared([], x)
+    with pytest.raises(ValueError, match=r"weights\[1\]"):
+        gptq_quantize_shared([seeded(4, 8), seeded(8)], x)  # names the weight that is wrong
+
+
+def test_capture_next_inputs_groups_the_linears_that_read_one_tensor():
+    # Two heads read the same tensor, a third reads their sum: the first capture is the pair,
+    # the second the third Linear, on its own input; the pass stops before the rest runs.
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.c(self.a(x) + self.b(x))
+
+    block, x = Block(), seeded(2, 3, 4)
+    pending = {"a": block.a, "b": block.b, "c": block.c}
+    names, captured = capture_next_inputs(pending, lambda: block(x))
+    assert names == ["a", "b"]
+    assert torch.equal(captured, x.reshape(6, 4))  # one row per position
+    names, captured = capture_next_inputs({"c": block.c}, lambda: block(x))
+    with torch.no_grad():
+        assert torch.allclose(captured, (block.a(x) + block.b(x)).reshape(6, 4))
+    assert names == ["c"]
+    assert list(pending) == ["a", "b", "c"]  # the caller's dict is not changed

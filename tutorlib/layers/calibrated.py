@@ -19,12 +19,12 @@ from tutorlib.quant.affine import QuantizedTensor
 from tutorlib.quant.gptq import (
     calibration_rows,
     check_token_mask,
-    gptq_quantize,
+    gptq_quantize_shared,
     output_error,
 )
 from tutorlib.quant.rtn import GPTQ_BITS, _check_weight, rtn_quantize
 
-__all__ = ["LayerQuantization", "fake_quantize_linear_weights"]
+__all__ = ["LayerQuantization", "capture_next_inputs", "fake_quantize_linear_weights"]
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,28 @@ class _StopForward(Exception):
     """Raised by a hook to end a calibration forward pass once the inputs it needs are in."""
 
 
-def _capture_next(
+def capture_next_inputs(
     pending: dict[str, nn.Linear],
     run: Callable[[], object],
     token_mask: torch.Tensor | None = None,
 ) -> tuple[list[str], torch.Tensor]:
-    """Run the model until the first pending Linear is called; return its name, the names of
-    the pending Linears called right after it on the very same input tensor (a block's query,
-    key and value), and that input, (samples, in_features). The pass stops there: the layers
-    after it would not change these inputs. With a token_mask, only the real tokens' rows."""
+    """The next Linears a forward pass calls, and the input X they read, (samples, in_features).
+
+    `run()` drives the model; pre-hooks on the Linears of `pending` ({name: Linear}) record the
+    input of the first one called and the names of those called right after it on the very
+    same tensor (a block's query, key and value), then stop the pass: the layers after them
+    cannot change X. X is flattened to one row per position; with a token_mask (batch, seq),
+    only the real tokens' rows (`quant.gptq.calibration_rows`).
+    Example: on MiniLM, the first call gives (["encoder.layer.0.attention.self.query", "...key",
+    "...value"], X of shape (960, 384)) for a padded (48, 20) batch; with its attention mask,
+    X is (730, 384). The Linears are not changed; `pending` is not changed either.
+    """
+    if not isinstance(pending, dict) or not pending:
+        raise TypeError("pending must be a non-empty dict {name: nn.Linear} of Linears to capture")
+    if not callable(run):
+        raise TypeError(f"run must be a function of no arguments, got {type(run).__name__}")
+    if token_mask is not None:
+        token_mask = check_token_mask(token_mask)
     names: list[str] = []
     captured: list[torch.Tensor] = []
 
@@ -106,8 +119,9 @@ def fake_quantize_linear_weights(
     Repeat until every Linear is done: `run()` (a forward pass on calibration data) drives the
     model, and forward hooks record the input X of the first Linear not yet quantized (and of
     the ones called right after it on the same tensor: a block's query, key and value), then
-    stop the pass there. Each of those weights is quantized (method "rtn", or "gptq" on X), and
-    replaced in place by its dequantized value W_hat. So layer i is calibrated on inputs from
+    stop the pass there. Each of those weights is quantized (method "rtn", or "gptq" on X, one
+    Hessian for all of them: `gptq_quantize_shared`), and replaced in place by its dequantized
+    value W_hat. So layer i is calibrated on inputs from
     a model whose layers before i are already quantized, as in the paper. `run` is needed for
     "gptq"; for "rtn" it is optional and only measures each layer's error.
     Linears named in `skip` (attribute or dotted name) stay as they are. `token_mask` (batch, seq),
@@ -160,21 +174,23 @@ def _quantize_in_calling_order(
         if run is None:
             names, x = [next(iter(pending))], None
         else:  # the next Linears the model calls, and their inputs from the model as it is now
-            names, x = _capture_next(pending, run, token_mask)
-        for name in names:
-            results[name] = _quantize_linear(pending.pop(name), x, method, bits, group_size, damp)
+            names, x = capture_next_inputs(pending, run, token_mask)
+        linears = [pending.pop(name) for name in names]
+        weights = [linear.weight.detach() for linear in linears]  # each (out, in)
+        if method == "gptq":  # one Hessian for the Linears that read x (query, key, value)
+            quantized = gptq_quantize_shared(weights, x, bits, group_size, damp)
+        else:
+            quantized = [rtn_quantize(weight, bits, group_size) for weight in weights]
+        for name, linear, weight_q in zip(names, linears, quantized, strict=True):
+            results[name] = _put_weight(linear, weight_q, x)
     return results
 
 
-def _quantize_linear(
-    linear: nn.Linear, x: torch.Tensor | None, method: str, bits: int, group_size, damp: float
+def _put_weight(
+    linear: nn.Linear, quantized: QuantizedTensor, x: torch.Tensor | None
 ) -> LayerQuantization:
-    """Quantize one Linear's weight, put W_hat in its place, measure the relative output error."""
+    """Put W_hat in the Linear's place and measure the relative output error on x (if any)."""
     weight = linear.weight.detach()  # (out, in)
-    if method == "gptq":
-        quantized = gptq_quantize(weight, x, bits, group_size, damp)
-    else:
-        quantized = rtn_quantize(weight, bits, group_size)
     weight_hat = quantized.dequantize()  # (out, in) float32
     relative = float("nan")
     if x is not None:

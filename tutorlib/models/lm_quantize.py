@@ -23,7 +23,7 @@ from torch import nn
 
 from tutorlib._checks import check_bits, check_int, check_names, check_real, iter_linears
 from tutorlib.formats.gguf import Q8_0, BlockFormat
-from tutorlib.layers.calibrated import _capture_next
+from tutorlib.layers.calibrated import capture_next_inputs
 from tutorlib.quant.affine import QuantizedTensor, quantize_tensor
 from tutorlib.quant.block_rtn import (
     BLOCK_BITS,
@@ -31,7 +31,7 @@ from tutorlib.quant.block_rtn import (
     offset_rtn_quantize,
     symmetric_rtn_quantize,
 )
-from tutorlib.quant.gptq import gptq_quantize
+from tutorlib.quant.gptq import gptq_quantize_shared
 from tutorlib.quant.rtn import rtn_quantize
 
 __all__ = ["METHODS", "FORMS", "WeightRecipe", "quantize_lm_weights", "LMStorage", "lm_storage"]
@@ -154,17 +154,18 @@ def _first_layer_inputs(
 
 def _gptq_layer(layer: nn.Module, run, recipe: WeightRecipe, skip: tuple, damp: float) -> dict:
     """GPTQ on one decoder layer's linears, in calling order: `run()` drives the layer, and
-    each group of linears that reads one input (query, key and value) is quantized on it."""
+    each group of linears that reads one input (query, key and value; gate and up) is
+    quantized on it, with one Hessian (`gptq_quantize_shared`)."""
     pending, results = dict(iter_linears(layer, skip)), {}
     while pending:
-        names, x = _capture_next(pending, run)  # (samples, in_features) from the layer as it is
-        for name in names:
-            linear = pending.pop(name)
-            results[name] = gptq_quantize(
-                linear.weight.detach(), x, recipe.bits, recipe.group_size, damp
-            )
+        names, x = capture_next_inputs(pending, run)  # (samples, in) from the layer as it is
+        linears = [pending.pop(name) for name in names]
+        weights = [linear.weight.detach() for linear in linears]
+        quantized = gptq_quantize_shared(weights, x, recipe.bits, recipe.group_size, damp)
+        for name, linear, weight_q in zip(names, linears, quantized, strict=True):
+            results[name] = weight_q
             with torch.no_grad():
-                linear.weight.copy_(results[name].dequantize())
+                linear.weight.copy_(weight_q.dequantize())
     return results
 
 
@@ -212,10 +213,11 @@ def quantize_lm_weights(
     model computes exactly what the stored integers stand for. RTN needs no data. GPTQ
     (recipe.method "gptq") needs calibration_ids (batch, tokens): they run through the model up
     to its first decoder layer once, then each decoder layer's linears are quantized in calling
-    order on the inputs they see there (`gptq_quantize`, as tutorlib.layers.calibrated does for
-    a whole model), and the layer, now quantized, produces the next layer's inputs. RTN ignores
-    calibration_ids. Embeddings are never touched (they are not nn.Linear); a tied output head
-    must be in `skip`, or it would re-quantize the embedding.
+    order on the inputs they see there (`gptq_quantize_shared`: one Hessian per input, as
+    tutorlib.layers.calibrated does for a whole model), and the layer, now quantized, produces
+    the next layer's inputs. RTN ignores calibration_ids. Embeddings are never touched (they
+    are not nn.Linear); a tied output head must be in `skip`, or it would re-quantize the
+    embedding.
     Example: SmolLM2-135M has 210 linear weights in 30 decoder layers, and its lm_head is
     tied to the Q8_0 embedding: skip=("lm_head",) leaves the embedding as the file has it.
     Returns {dotted name: the quantized weight (integers and grid)}.
