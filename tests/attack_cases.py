@@ -399,6 +399,13 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "inputs": seeded(16, 8),
     },
     "capture_next_inputs": lambda tmp: _pending_and_run(),
+    "activation_scales": lambda tmp: {"inputs": seeded(16, 8), "alpha": 0.5},
+    "awq_quantize_shared": lambda tmp: {
+        "weights": [seeded(4, 8), seeded(2, 8, seed=1)],
+        "inputs": seeded(16, 8),
+        "group_size": 8,
+        "n_grid": 3,
+    },
     "calibration_rows": lambda tmp: {
         "inputs": seeded(2, 3, 4),
         "token_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),

@@ -16,7 +16,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tutorlib.formats.gguf import F32, Q8_0
 from tutorlib.layers.calibrated import fake_quantize_linear_weights
 from tutorlib.models.lm_quantize import WeightRecipe, lm_storage, quantize_lm_weights
+from tutorlib.quant.awq import AWQQuantized, activation_scales
 from tutorlib.quant.block_rtn import OffsetQuantizedTensor
+from tutorlib.quant.rtn import rtn_quantize
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ def test_recipe_labels() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"method": "awq"}, "method must be one of"),
+        ({"method": "hqq"}, "method must be one of"),
+        ({"method": "awq", "form": "symmetric"}, "zero-point grid"),
         ({"form": "nf4"}, "form must be one of"),
         ({"bits": 1}, "bits must be one of"),
         ({"method": "gptq", "form": "offset"}, "zero-point grid"),
@@ -124,6 +127,41 @@ def test_gptq_beats_rtn_on_the_calibration_text(tiny_llama) -> None:
     assert errors[1] < errors[0]
 
 
+def test_awq_scales_each_input_group_once_and_rounds_o_proj(tiny_llama) -> None:
+    ids = torch.randint(0, 64, (4, 32), generator=torch.Generator().manual_seed(3))
+    original = copy.deepcopy(tiny_llama)
+    results = quantize_lm_weights(tiny_llama, WeightRecipe("awq", "zero_point", 3, 32), ids)
+    assert len(results) == 14  # 7 linears in each of 2 layers, the tied head skipped
+    for index in range(2):
+        prefix = f"model.layers.{index}"
+        o_proj = results[f"{prefix}.self_attn.o_proj"]  # 1/s could not fold: rounded to nearest
+        original_o = original.get_submodule(f"{prefix}.self_attn.o_proj").weight
+        assert torch.equal(o_proj.q, rtn_quantize(original_o, 3, 32).q)
+        for group in (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")):
+            found = [results[f"{prefix}.{'self_attn' if n[0] in 'qkv' else 'mlp'}.{n}"]
+                     for n in group]  # fmt: skip
+            assert all(isinstance(q, AWQQuantized) for q in found)
+            assert all(torch.equal(q.scales, found[0].scales) for q in found)  # one s to fold
+        down = results[f"{prefix}.mlp.down_proj"]
+        weight = tiny_llama.get_submodule(f"{prefix}.mlp.down_proj").weight
+        assert torch.equal(weight, down.dequantize())  # the model holds W_hat = Q(W s) / s
+    first = results["model.layers.0.self_attn.q_proj"]
+    with torch.no_grad():  # layer 0's q, k, v read the embedding after the input norm
+        x = original.model.layers[0].input_layernorm(original.model.embed_tokens(ids))
+    assert torch.allclose(first.scales, activation_scales(x.reshape(-1, 64), first.alpha))
+
+
+def test_awq_beats_rtn_on_the_calibration_text(tiny_llama) -> None:
+    ids = torch.randint(0, 64, (4, 32), generator=torch.Generator().manual_seed(2))
+    rtn, awq = copy.deepcopy(tiny_llama), copy.deepcopy(tiny_llama)
+    quantize_lm_weights(rtn, WeightRecipe("rtn", "zero_point", 2, 32))
+    quantize_lm_weights(awq, WeightRecipe("awq", "zero_point", 2, 32), ids)
+    with torch.no_grad():
+        target = tiny_llama(ids).logits
+        errors = [(m(ids).logits - target).norm().item() for m in (rtn, awq)]
+    assert errors[1] < errors[0]
+
+
 def test_gptq_needs_calibration_and_a_llama_layout(tiny_llama) -> None:
     recipe = WeightRecipe("gptq", "zero_point", 4, 32)
     with pytest.raises(ValueError, match="GPTQ needs calibration_ids"):
@@ -137,6 +175,8 @@ def test_gptq_needs_calibration_and_a_llama_layout(tiny_llama) -> None:
         quantize_lm_weights(mlp, recipe, torch.zeros(1, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="GPTQ needs a layer's inputs"):
         recipe.quantize(torch.randn(4, 32))
+    with pytest.raises(ValueError, match="AWQ needs calibration_ids"):
+        quantize_lm_weights(tiny_llama, WeightRecipe("awq", "zero_point", 4, 32))
 
 
 def test_bad_arguments_are_refused(tiny_llama) -> None:

@@ -1,18 +1,18 @@
 """Lesson 7: every linear weight of a causal language model re-quantized by one recipe.
 
-A `WeightRecipe` says how each weight is stored: the method (round-to-nearest, or GPTQ
+A `WeightRecipe` says how each weight is stored: the method (round-to-nearest, or GPTQ or AWQ
 calibrated on text), the form of the grid (GGUF Q4_1's offset form, Lesson 6's zero-point form,
 or the symmetric form), the bit width and the group size, and from those its bits per weight.
 `quantize_lm_weights` applies it to every nn.Linear of the decoder layers and writes the
 dequantized weights back (fake quantization: the model stays float32 in memory, and its outputs
 are those of the stored integers). The output head is skipped: in SmolLM2 it is the token
-embedding itself (tied), kept exactly as the file stores it. GPTQ runs block by block: the
-calibration text goes through the embedding once, then each decoder layer is quantized on the
-inputs it receives from the layers before it, already quantized, as in the GPTQ paper.
+embedding itself (tied), kept exactly as the file stores it. GPTQ and AWQ run block by block:
+the calibration text goes through the embedding once, then each decoder layer is quantized on
+the inputs it receives from the layers before it, already quantized, as in the GPTQ paper.
 `lm_storage` counts what a file of the variant would hold.
 
-Left out on purpose: quantizing the embedding or the output head, act-order, activation-aware
-scaling (AWQ), and models whose decoder layers are not at model.model.layers (transformers'
+Left out on purpose: quantizing the embedding or the output head, act-order, AWQ's clipping
+search, and models whose decoder layers are not at model.model.layers (transformers'
 llama layout).
 """
 
@@ -25,6 +25,7 @@ from tutorlib._checks import check_bits, check_int, check_names, check_real, ite
 from tutorlib.formats.gguf import Q8_0, BlockFormat
 from tutorlib.layers.calibrated import capture_next_inputs
 from tutorlib.quant.affine import QuantizedTensor, quantize_tensor
+from tutorlib.quant.awq import AWQQuantized, awq_quantize_shared
 from tutorlib.quant.block_rtn import (
     BLOCK_BITS,
     OffsetQuantizedTensor,
@@ -36,7 +37,13 @@ from tutorlib.quant.rtn import rtn_quantize
 
 __all__ = ["METHODS", "FORMS", "WeightRecipe", "quantize_lm_weights", "LMStorage", "lm_storage"]
 
-METHODS = ("rtn", "gptq")
+METHODS = ("rtn", "gptq", "awq")
+CALIBRATED = ("gptq", "awq")  # the methods that need the layers' inputs
+# AWQ's 1/s must fold into the layer before: a norm's weight (query, key and value; gate and
+# up) or up_proj's rows (down_proj). o_proj reads the attention's output, where grouped-query
+# attention shares each value channel among several heads, so no single row can take 1/s:
+# o_proj is rounded to nearest, as AutoAWQ does when the shapes do not match.
+_AWQ_UNSCALED = ("self_attn.o_proj",)
 # The grid's form -> the bits its per-group parameters cost besides the float16 scale: the
 # offset form stores a float16 minimum, the zero-point form a uint8 zero point (Lesson 6).
 FORMS = {"offset": 16, "zero_point": 8, "symmetric": 0}
@@ -68,8 +75,10 @@ class WeightRecipe:
         check_bits(self.bits, BLOCK_BITS)
         if self.group_size is not None:
             check_int(self.group_size, "group_size", minimum=1)
-        if self.method == "gptq" and self.form != "zero_point":
-            raise ValueError("GPTQ here uses Lesson 6's zero-point grid: form='zero_point'")
+        if self.method in CALIBRATED and self.form != "zero_point":
+            raise ValueError(
+                f"{self.method.upper()} here uses Lesson 6's zero-point grid: form='zero_point'"
+            )
         if self.group_size is None and self.form == "offset":
             raise ValueError("the offset form is a block format: give group_size, e.g. 32")
 
@@ -92,11 +101,14 @@ class WeightRecipe:
         return self.bits + self.parameter_bits() / group
 
     def quantize(self, weight: torch.Tensor) -> QuantizedTensor | OffsetQuantizedTensor:
-        """One (out, in) weight by this recipe, rounded to nearest (GPTQ needs the layer's
-        inputs: it runs in quantize_lm_weights). Example: the Q4_1 recipe on a (576, 1536)
-        weight gives an OffsetQuantizedTensor with 576 x 48 float16 steps and minima."""
-        if self.method == "gptq":
-            raise ValueError("GPTQ needs a layer's inputs: use quantize_lm_weights(model, recipe)")
+        """One (out, in) weight by this recipe, rounded to nearest (GPTQ and AWQ need the
+        layer's inputs: they run in quantize_lm_weights). Example: the Q4_1 recipe on a
+        (576, 1536) weight gives an OffsetQuantizedTensor with 576 x 48 float16 steps and minima."""
+        if self.method in CALIBRATED:
+            raise ValueError(
+                f"{self.method.upper()} needs a layer's inputs: use quantize_lm_weights(model, "
+                "recipe, calibration_ids)"
+            )
         if self.form == "offset":
             return offset_rtn_quantize(weight, self.bits, self.group_size)
         if self.form == "zero_point":
@@ -106,7 +118,7 @@ class WeightRecipe:
         return symmetric_rtn_quantize(weight, self.bits, self.group_size)
 
 
-Quantized = QuantizedTensor | OffsetQuantizedTensor
+Quantized = QuantizedTensor | OffsetQuantizedTensor | AWQQuantized
 
 
 def _check_model(model: object) -> nn.Module:
@@ -152,16 +164,29 @@ def _first_layer_inputs(
     return captured["hidden"], captured["kwargs"]
 
 
-def _gptq_layer(layer: nn.Module, run, recipe: WeightRecipe, skip: tuple, damp: float) -> dict:
-    """GPTQ on one decoder layer's linears, in calling order: `run()` drives the layer, and
-    each group of linears that reads one input (query, key and value; gate and up) is
-    quantized on it, with one Hessian (`gptq_quantize_shared`)."""
+def _quantize_group(
+    names: list[str], weights: list[torch.Tensor], x: torch.Tensor, recipe, damp: float
+) -> list[Quantized]:
+    """The linears that read one input x, by the recipe's calibrated method."""
+    if recipe.method == "gptq":  # one Hessian for the group
+        return gptq_quantize_shared(weights, x, recipe.bits, recipe.group_size, damp)
+    if any(name.endswith(_AWQ_UNSCALED) for name in names):  # no layer before can take 1/s
+        return [rtn_quantize(weight, recipe.bits, recipe.group_size) for weight in weights]
+    return awq_quantize_shared(weights, x, recipe.bits, recipe.group_size)  # one s for all
+
+
+def _calibrated_layer(
+    layer: nn.Module, run, recipe: WeightRecipe, skip: tuple, damp: float
+) -> dict:
+    """GPTQ or AWQ on one decoder layer's linears, in calling order: `run()` drives the layer,
+    and each group of linears that reads one input (query, key and value; gate and up) is
+    quantized on it together (one Hessian for GPTQ, one scale vector for AWQ)."""
     pending, results = dict(iter_linears(layer, skip)), {}
     while pending:
         names, x = capture_next_inputs(pending, run)  # (samples, in) from the layer as it is
         linears = [pending.pop(name) for name in names]
         weights = [linear.weight.detach() for linear in linears]
-        quantized = gptq_quantize_shared(weights, x, recipe.bits, recipe.group_size, damp)
+        quantized = _quantize_group(names, weights, x, recipe, damp)
         for name, linear, weight_q in zip(names, linears, quantized, strict=True):
             results[name] = weight_q
             with torch.no_grad():
@@ -169,10 +194,10 @@ def _gptq_layer(layer: nn.Module, run, recipe: WeightRecipe, skip: tuple, damp: 
     return results
 
 
-def _gptq_by_layer(
+def _calibrated_by_layer(
     model: nn.Module, recipe: WeightRecipe, ids: torch.Tensor, skip: tuple, damp: float
 ) -> dict[str, Quantized]:
-    """GPTQ on each decoder layer in turn, fed by the layers before it, already quantized."""
+    """GPTQ or AWQ on each decoder layer in turn, fed by the layers before it, quantized."""
     layers = _decoder_layers(model)
     hidden, kwargs = _first_layer_inputs(model, layers, ids)
     prefix = next(name for name, module in model.named_modules() if module is layers)
@@ -182,7 +207,7 @@ def _gptq_by_layer(
         def run(layer: nn.Module = layer, hidden: torch.Tensor = hidden) -> torch.Tensor:
             return layer(hidden, **kwargs)
 
-        done = _gptq_layer(layer, run, recipe, skip, damp)
+        done = _calibrated_layer(layer, run, recipe, skip, damp)
         results |= {f"{prefix}.{index}.{name}": quantized for name, quantized in done.items()}
         with torch.inference_mode():
             hidden = run()  # the next layer's inputs, from this layer quantized
@@ -210,12 +235,13 @@ def quantize_lm_weights(
     """Quantize every nn.Linear of `model` but those in `skip` by `recipe`, in place.
 
     Each weight W becomes W_hat = recipe's dequantized grid values (fake quantization), so the
-    model computes exactly what the stored integers stand for. RTN needs no data. GPTQ
-    (recipe.method "gptq") needs calibration_ids (batch, tokens): they run through the model up
-    to its first decoder layer once, then each decoder layer's linears are quantized in calling
-    order on the inputs they see there (`gptq_quantize_shared`: one Hessian per input, as
-    tutorlib.layers.calibrated does for a whole model), and the layer, now quantized, produces
-    the next layer's inputs. RTN ignores calibration_ids. Embeddings are never touched (they
+    model computes exactly what the stored integers stand for. RTN needs no data. GPTQ and AWQ
+    (recipe.method "gptq", "awq") need calibration_ids (batch, tokens): they run through the
+    model up to its first decoder layer once, then each decoder layer's linears are quantized in
+    calling order on the inputs they see there (`gptq_quantize_shared`: one Hessian per input, as
+    tutorlib.layers.calibrated does for a whole model; `awq_quantize_shared`: one scale vector
+    per input, o_proj rounded to nearest), and the layer, now quantized, produces the next
+    layer's inputs. RTN ignores calibration_ids. Embeddings are never touched (they
     are not nn.Linear); a tied output head must be in `skip`, or it would re-quantize the
     embedding.
     Example: SmolLM2-135M has 210 linear weights in 30 decoder layers, and its lm_head is
@@ -230,10 +256,12 @@ def quantize_lm_weights(
     targets = iter_linears(model, skip)
     if not targets:
         raise ValueError("model has no nn.Linear to quantize (or all of them are in skip)")
-    if recipe.method == "gptq":
+    if recipe.method in CALIBRATED:
         if calibration_ids is None:
-            raise ValueError("GPTQ needs calibration_ids: token ids of shape (batch, tokens)")
-        return _gptq_by_layer(model, recipe, _check_calibration(calibration_ids), skip, damp)
+            raise ValueError(
+                f"{recipe.method.upper()} needs calibration_ids: token ids of shape (batch, tokens)"
+            )
+        return _calibrated_by_layer(model, recipe, _check_calibration(calibration_ids), skip, damp)
     results = {}
     for name, linear in targets:
         results[name] = recipe.quantize(linear.weight.detach())

@@ -1,0 +1,126 @@
+"""Lesson 7: AWQ (Lin et al., 2024): scale a weight's input channels by the size of their
+inputs before rounding to nearest.
+
+Column j of W multiplies input feature j, so the rounding error of column j reaches the output
+multiplied by x_j: where the inputs are large, the same rounding costs more. AWQ multiplies
+column j by s_j = mean_t |x_tj|^a before quantizing, giving those columns a finer share of the
+grid, and divides the input by s_j, which the layer before absorbs at no cost (a norm's weight,
+or a linear's output rows): X W^T = (X diag(s)^-1) (W diag(s))^T. The exponent a is searched on
+a grid for the smallest output error ||X (W - W_hat)^T||, the quantity GPTQ minimises too; a = 0
+is round-to-nearest itself, so on the calibration inputs AWQ is never worse than RTN.
+
+Left out on purpose: AWQ's search of clipping ranges, and the folding itself (fake quantization
+keeps W_hat = Q(W diag(s)) diag(s)^-1 in the layer, the same product up to float rounding).
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+
+from tutorlib._checks import check_float_tensor, check_int, check_real
+from tutorlib.quant.affine import QuantizedTensor
+from tutorlib.quant.rtn import _check_weight, rtn_quantize
+
+__all__ = ["activation_scales", "AWQQuantized", "awq_quantize_shared"]
+
+
+def _check_inputs(inputs: object, in_features: int) -> torch.Tensor:
+    x = check_float_tensor(inputs, "inputs")
+    if x.ndim != 2 or x.shape[1] != in_features:
+        raise ValueError(
+            f"inputs must be (samples, {in_features}) for weights with {in_features} input "
+            f"features, got shape {tuple(x.shape)}"
+        )
+    return x.detach().float()  # (samples, in)
+
+
+def activation_scales(inputs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """AWQ's per-input-channel scales: s_j = m_j^a / sqrt(max_k m_k^a * min_k m_k^a), where
+    m_j = mean_t |x_tj| over the calibration rows (floored at 1e-4, as AutoAWQ does).
+
+    Dividing by the geometric mean of the largest and smallest scale centres s around 1 (any
+    common factor cancels in W_hat = Q(W diag(s)) diag(s)^-1 up to float16 rounding).
+    Example: inputs [[1, -4], [3, 4]]: m = (2, 4); a = 1 gives (2, 4) / sqrt(8) =
+    (0.7071, 1.4142); a = 0 gives (1, 1), round-to-nearest's.
+    """
+    x = check_float_tensor(inputs, "inputs")
+    if x.ndim != 2:
+        raise ValueError(f"inputs must be (samples, in_features), got shape {tuple(x.shape)}")
+    alpha = check_real(alpha, "alpha", 0.0, 1.0)
+    mean_abs = x.detach().double().abs().mean(dim=0).clamp(min=1e-4)  # (in,): m_j, no overflow
+    scales = mean_abs.pow(alpha)  # (in,)
+    return (scales / (scales.max() * scales.min()).sqrt()).float()
+
+
+@dataclasses.dataclass(frozen=True)
+class AWQQuantized:
+    """A weight quantized by AWQ: the integers and grid of W diag(s), the scales s, and a.
+
+    W_hat = Q(W diag(s)) diag(s)^-1; in a file, Q(W diag(s)) is what is stored (same bits as
+    round-to-nearest) and 1/s is folded into the layer before.
+    """
+
+    quantized: QuantizedTensor  # Q(W diag(s)), (out, in)
+    scales: torch.Tensor  # s, (in,)
+    alpha: float
+
+    def dequantize(self) -> torch.Tensor:
+        """W_hat = Q(W diag(s)) diag(s)^-1, (out, in) float32."""
+        return self.quantized.dequantize() / self.scales  # divides column j by s_j
+
+
+def _candidate(weight: torch.Tensor, scales: torch.Tensor, bits: int, group_size) -> AWQQuantized:
+    return AWQQuantized(rtn_quantize(weight * scales, bits, group_size), scales, 0.0)
+
+
+def _output_error_sq(weight: torch.Tensor, weight_hat: torch.Tensor, h: torch.Tensor) -> float:
+    """||X (W - W_hat)^T||^2 = sum of (dW H) * dW, with H = X^T X: (out, in) @ (in, in)."""
+    delta = weight - weight_hat  # (out, in)
+    return float(((delta @ h) * delta).sum())
+
+
+def awq_quantize_shared(
+    weights: Sequence[torch.Tensor],
+    inputs: torch.Tensor,
+    bits: int = 4,
+    group_size: int | None = 128,
+    n_grid: int = 20,
+) -> list[AWQQuantized]:
+    """AWQ on the weights of Linears that read the same inputs X: one scale vector s for all
+    of them (the layer before can absorb only one), a searched on a grid.
+
+    For a = 0, 1/n, ..., (n - 1)/n (n = n_grid): s = activation_scales(X, a), each W_k becomes
+    W_hat_k = Q(W_k diag(s)) diag(s)^-1 by rtn_quantize, and the error is
+    sum_k ||X (W_k - W_hat_k)^T||^2. The smallest error wins (the smaller a on a tie). A grid
+    that float16 cannot store (a tiny scaled group) rules its a out; a = 0 is rtn_quantize.
+    Example: with n_grid=1 only a = 0 is tried: every result equals rtn_quantize(W_k).
+    Returns one AWQQuantized per weight, in the order given, all with the same s and a.
+    """
+    if not isinstance(weights, (list, tuple)) or not weights:
+        raise TypeError(
+            "weights must be a non-empty list of (out_features, in_features) weight tensors, "
+            f"got {type(weights).__name__}"
+        )
+    checked = [_check_weight(w, f"weights[{k}]") for k, w in enumerate(weights)]  # (out_k, in)
+    widths = sorted({w.shape[1] for w in checked})
+    if len(widths) != 1:
+        raise ValueError(f"weights read one input, so they need one in_features; got {widths}")
+    x = _check_inputs(inputs, widths[0])
+    n_grid = check_int(n_grid, "n_grid", minimum=1)
+    h = x.T @ x  # (in, in): X^T X
+    best, best_error = None, float("inf")
+    for alpha in (step / n_grid for step in range(n_grid)):
+        scales = activation_scales(x, alpha)  # (in,)
+        try:
+            found = [_candidate(w, scales, bits, group_size) for w in checked]
+        except ValueError:
+            if alpha == 0:
+                raise  # round-to-nearest itself is refused: say why
+            continue  # this a makes a group float16 cannot store
+        error = sum(
+            _output_error_sq(w, q.dequantize(), h) for w, q in zip(checked, found, strict=True)
+        )
+        if error < best_error:
+            best, best_error = [dataclasses.replace(q, alpha=alpha) for q in found], error
+    return best
