@@ -400,6 +400,7 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
     },
     "capture_next_inputs": lambda tmp: _pending_and_run(),
     "activation_scales": lambda tmp: {"inputs": seeded(16, 8), "alpha": 0.5},
+    "QuantizedTensor.rows": lambda tmp: {"start": 1, "end": 3},
     "awq_quantize_shared": lambda tmp: {
         "weights": [seeded(4, 8), seeded(2, 8, seed=1)],
         "inputs": seeded(16, 8),
@@ -652,7 +653,7 @@ INSTANCES: dict[str, Callable[[], object]] = {
     "ErrorCurves": error_curves,
     "LinearFreeCap": lambda: api("LinearFreeCap")(75.0, 15.0),
     "CpuInfo": lambda: api("parse_cpuinfo")(VALID_BY_NAME["text"]()),
-    "QuantizedTensor": lambda: api("quantize_tensor")(VALID_BY_NAME["r"]()),
+    "QuantizedTensor": lambda: api("rtn_quantize")(seeded(4, 8), 4, 4),  # 2-D, per group
     "W4A16Linear": lambda: api("W4A16Linear").from_linear(small_linear(), group_size=None),
     "Int8WeightOnlyLinear": lambda: api("Int8WeightOnlyLinear").from_linear(small_linear()),
     "Int4WeightOnlyLinear": lambda: api("Int4WeightOnlyLinear").from_linear(small_linear(64, 16)),
@@ -671,6 +672,7 @@ INT_MINIMUM = {
     "column": 0,  # spread_column_error: the first column is column 0
     "low": 0,  # plot_nibble_packing: a 4-bit value may be 0
     "high": 0,
+    "start": 0,  # QuantizedTensor.rows: the first row is row 0
 }
 
 # Valid range of a float parameter (inclusive, default (-inf, inf) finite).
@@ -684,6 +686,7 @@ FLOAT_RANGE = {
     "lam": (1e-300, math.inf),
     "threshold": (1e-300, math.inf),
     "min_cosine": (-1.0, 1.0),
+    "alpha": (0.0, 1.0),  # AWQ's exponent
 }
 
 # ---------------------------------------------------------------------------------------------

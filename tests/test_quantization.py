@@ -842,3 +842,20 @@ def test_numpy_integers_are_accepted_as_bits() -> None:
     assert params.bits == 8 and type(params.bits) is int
     with pytest.raises(ValueError, match="bits must be one of"):
         QuantParams(torch.tensor(0.5), 0, bits=np.int64(9), symmetric=True)
+
+
+def test_rows_of_a_per_group_tensor_keep_their_own_grids():
+    # Rows 1 and 2 of a per-group tensor: the same integers, scales and zero points as quantizing
+    # those rows alone (every grid is one row's), and the same values back.
+    from tutorlib.quant.rtn import rtn_quantize
+
+    weight = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    whole, alone = rtn_quantize(weight, 4, 4), rtn_quantize(weight[1:3], 4, 4)
+    part = whole.rows(1, 3)
+    assert torch.equal(part.q, alone.q)
+    assert torch.equal(part.params.scale, alone.params.scale)
+    assert torch.equal(part.dequantize(), whole.dequantize()[1:3])
+    with pytest.raises(ValueError, match="start < end"):
+        whole.rows(2, 2)
+    with pytest.raises(ValueError, match="per row"):
+        quantize_tensor(weight).rows(0, 1)  # one scale for the whole tensor: no rows to split

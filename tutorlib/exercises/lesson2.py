@@ -271,8 +271,9 @@ register(
 
 # ---------------------------------------------------------------- l2-pairwise-dtype
 
-# Pairwise summation of n = 2**16 terms gives each term at most ceil(log2 n) + 1 = 17 roundings,
-# so its bound is gamma_17. Below 1 %: float16 (17 / 2048 = 0.83 %), not bfloat16 (17 / 256).
+# A dot product of n = 2**16 terms, each product rounded and then summed pairwise, gives each
+# term at most 1 + ceil(log2 n) = 17 roundings, so its bound is gamma_17.
+# Below 1 %: float16 (17 / 2048 = 0.83 %), not bfloat16 (17 / 256).
 PAIRWISE_N = 2**16
 PAIRWISE_DTYPE = torch.float16
 
@@ -291,12 +292,12 @@ def _check_pairwise_dtype(answer: object) -> str:
         torch.float32: "float32 works, but a narrower type does too: float16's gamma_17 = "
         + _pairwise_percent(torch.float16)
         + " (float32 is what a sequential sum of 65,536 terms would need)",
-        torch.float64: "far more than needed: count pairwise's roundings, ceil(log2 n) + 1 = 17",
+        torch.float64: "far more than needed: count the roundings, 1 + ceil(log2 n) = 17",
     }
     if answer != PAIRWISE_DTYPE:
         raise Wrong(mistakes.get(answer, f"{answer} is not one of bfloat16, float16, float32"))
     return (
-        "float16: pairwise summation of 2^16 terms gives each at most log2(n) + 1 = 17 roundings, "
+        "float16: a product and 16 pairwise additions give each term at most 17 roundings, "
         f"and gamma_17 = {_pairwise_percent(torch.float16)} with u = 2^-11 (bfloat16: "
         f"{_pairwise_percent(torch.bfloat16)})."
     )
@@ -306,7 +307,7 @@ register(
     Exercise(
         id="l2-pairwise-dtype",
         lesson=2,
-        prompt="Pairwise-summing 2^16 terms: narrowest float dtype whose worst-case bound is < 1%?",
+        prompt="A dot product of 2^16 terms summed pairwise: narrowest dtype with a bound < 1%?",
         solution=PAIRWISE_DTYPE,
         checker=_check_pairwise_dtype,
         kind="reason",

@@ -61,7 +61,7 @@ def plot_kl_vs_bits(
     ax.set_ylabel("KL(reference || variant), nats per token")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Below 4 bits each bit removed multiplies the KL; GPTQ buys part of it back")
+    ax.set_title("Each bit removed multiplies the KL; GPTQ and AWQ buy part of it back")
     return fig
 
 

@@ -7,11 +7,12 @@ least, whatever r's dtype, so every value comes back within half a step.
 Left out on purpose: stochastic rounding and integer-only requantization.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from tutorlib._checks import check_float_tensor, check_integer_tensor
+from tutorlib._checks import check_float_tensor, check_int, check_integer_tensor
 from tutorlib.quant.params import (
     QuantParams,
     _check_fits,
@@ -108,6 +109,22 @@ class QuantizedTensor:
     def dequantize(self) -> torch.Tensor:
         """The float tensor these integers stand for, s * (q - z)."""
         return linear_dequantize(self.q, self.params)
+
+    def rows(self, start: int, end: int) -> "QuantizedTensor":
+        """Rows start .. end - 1 of a 2-D tensor quantized per row (dim=0) or per group, with
+        their own scales and zero points. Example: GPTQ on a block's stacked query, key and
+        value (960, 576) gives the key back as .rows(576, 768)."""
+        per_row = self.params.dim == 0 or self.params.group_size is not None
+        if self.q.ndim != 2 or not per_row:
+            raise ValueError("rows() needs a 2-D tensor quantized per row (dim=0) or per group")
+        start, end = check_int(start, "start", minimum=0), check_int(end, "end", minimum=1)
+        if not start < end <= self.q.shape[0]:
+            raise ValueError(f"need 0 <= start < end <= {self.q.shape[0]}, got {start}, {end}")
+        params = self.params  # scale and zero point: (out, 1) or (out, n_groups, 1)
+        kept = dataclasses.replace(
+            params, scale=params.scale[start:end], zero_point=params.zero_point[start:end]
+        )
+        return QuantizedTensor(self.q[start:end], kept)
 
 
 def quantize_tensor(

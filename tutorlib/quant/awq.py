@@ -14,6 +14,8 @@ keeps W_hat = Q(W diag(s)) diag(s)^-1 in the layer, the same product up to float
 """
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -70,14 +72,16 @@ class AWQQuantized:
         return self.quantized.dequantize() / self.scales  # divides column j by s_j
 
 
-def _candidate(weight: torch.Tensor, scales: torch.Tensor, bits: int, group_size) -> AWQQuantized:
-    return AWQQuantized(rtn_quantize(weight * scales, bits, group_size), scales, 0.0)
-
-
-def _output_error_sq(weight: torch.Tensor, weight_hat: torch.Tensor, h: torch.Tensor) -> float:
-    """||X (W - W_hat)^T||^2 = sum of (dW H) * dW, with H = X^T X: (out, in) @ (in, in)."""
-    delta = weight - weight_hat  # (out, in)
-    return float(((delta @ h) * delta).sum())
+def _output_error_sq(delta: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> float:
+    """||X dW^T||^2 for dW = W - W_hat (out, in): from X (samples, in) or from H = X^T X
+    (in, in) as sum((dW H) * dW), whichever product is smaller."""
+    if x.shape[0] <= x.shape[1]:
+        error = float((x @ delta.T).square().sum())  # (samples, out)
+    else:
+        error = float(((delta @ h) * delta).sum())  # (out, in)
+    if math.isfinite(error):
+        return error
+    return float((x.double() @ delta.double().T).square().sum())  # beyond float32's range
 
 
 def awq_quantize_shared(
@@ -108,19 +112,23 @@ def awq_quantize_shared(
         raise ValueError(f"weights read one input, so they need one in_features; got {widths}")
     x = _check_inputs(inputs, widths[0])
     n_grid = check_int(n_grid, "n_grid", minimum=1)
-    h = x.T @ x  # (in, in): X^T X
+    h = x.T @ x  # (in, in): X^T X (only used when the samples outnumber the inputs)
+    stacked = torch.cat(checked)  # (sum of out_k, in): one grid per row, rows independent
     best, best_error = None, float("inf")
     for alpha in (step / n_grid for step in range(n_grid)):
         scales = activation_scales(x, alpha)  # (in,)
         try:
-            found = [_candidate(w, scales, bits, group_size) for w in checked]
+            quantized = rtn_quantize(stacked * scales, bits, group_size)  # Q(W diag(s))
         except ValueError:
             if alpha == 0:
                 raise  # round-to-nearest itself is refused: say why
-            continue  # this a makes a group float16 cannot store
-        error = sum(
-            _output_error_sq(w, q.dequantize(), h) for w, q in zip(checked, found, strict=True)
-        )
+            continue  # this a makes a group that float16 cannot store
+        error = _output_error_sq(stacked - quantized.dequantize() / scales, x, h)
         if error < best_error:
-            best, best_error = [dataclasses.replace(q, alpha=alpha) for q in found], error
-    return best
+            best, best_error = (quantized, scales, alpha), error
+    quantized, scales, alpha = best
+    ends = list(itertools.accumulate(w.shape[0] for w in checked))
+    return [
+        AWQQuantized(quantized.rows(end - w.shape[0], end), scales, alpha)
+        for w, end in zip(checked, ends, strict=True)
+    ]

@@ -9,7 +9,6 @@ on purpose: act-order (quantizing columns by decreasing H diagonal). Padded posi
 calibration batch are not inputs the layer will see: `token_rows` keeps only the real tokens.
 """
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -304,16 +303,7 @@ def gptq_quantize_shared(
         )
     stacked = gptq_quantize(torch.cat(checked), inputs, bits, group_size, damp)  # (sum out, in)
     ends = list(itertools.accumulate(w.shape[0] for w in checked))
-    return [_rows(stacked, end - w.shape[0], end) for w, end in zip(checked, ends, strict=True)]
-
-
-def _rows(quantized: QuantizedTensor, start: int, end: int) -> QuantizedTensor:
-    """Rows start .. end - 1 of a per-row or per-group QuantizedTensor, with their grids."""
-    params = quantized.params  # scale and zero point: (out, n_groups, 1) or (out, 1)
-    rows = dataclasses.replace(
-        params, scale=params.scale[start:end], zero_point=params.zero_point[start:end]
-    )
-    return QuantizedTensor(quantized.q[start:end], rows)
+    return [stacked.rows(end - w.shape[0], end) for w, end in zip(checked, ends, strict=True)]
 
 
 def _round_column(column: torch.Tensor, grid: QuantParams) -> tuple[torch.Tensor, torch.Tensor]:
