@@ -71,8 +71,33 @@ def test_chosen_alpha_is_the_argmin_of_an_independent_error():
             for w in weights
         )
     best = min(errors, key=errors.get)
-    assert {q.alpha for q in shared} == {best}  # one a, one s for the whole group
-    assert torch.equal(shared[0].scales, shared[1].scales)
+    assert {q.alpha for q in shared} == {best}  # one a for the whole group
+    assert torch.equal(shared[0].scales, activation_scales(x, best))  # the s of that a
+
+
+def test_equal_input_sizes_give_round_to_nearest():
+    # Every channel the same mean size: s = 1 for every a, all errors tie, and the smallest a
+    # (0, round-to-nearest) wins.
+    x = torch.ones(32, 16)
+    x[::2] = -1.0
+    (awq,) = awq_quantize_shared([seeded(8, 16)], x, 4, 8, n_grid=5)
+    assert awq.alpha == 0.0
+    assert torch.equal(awq.dequantize(), rtn_quantize(seeded(8, 16), 4, 8).dequantize())
+
+
+def test_a_grid_float16_cannot_store_rules_its_a_out():
+    # Tiny weights with tiny inputs on half the columns: every a > 0 scales those columns' groups
+    # below float16's smallest normal step, so the search falls back to a = 0 (RTN), not an error.
+    w = seeded(4, 64, seed=7)
+    w[:, :32] *= 5e-4  # group ranges just above 15 * 2**-14, the smallest 4-bit step's
+    x = seeded(64, 64, seed=8)
+    x[:, :32] *= 1e-6
+    for alpha in (0.25, 0.5, 0.75):  # the premise: float16 cannot store these grids
+        with pytest.raises(ValueError, match="smallest normal"):
+            rtn_quantize(w * activation_scales(x, alpha), 4, 32)
+    (awq,) = awq_quantize_shared([w], x, 4, 32, n_grid=4)
+    assert awq.alpha == 0.0
+    assert torch.equal(awq.quantized.q, rtn_quantize(w, 4, 32).q)
 
 
 def test_fake_quantized_weight_computes_the_folded_product():

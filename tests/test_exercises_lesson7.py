@@ -7,6 +7,9 @@ import torch
 
 from tutorlib.exercises import EXERCISES, check
 from tutorlib.exercises.lesson7 import (
+    AWQ_ALPHA,
+    AWQ_LARGE_SCALE,
+    AWQ_MEAN_SIZES,
     NOISE_ANSWER,
     Q4_1_BITS_PER_WEIGHT,
     UNIFORM_PERPLEXITY,
@@ -16,10 +19,17 @@ from tutorlib.exercises.lesson7 import (
 from tutorlib.formats.gguf import Q4_1
 from tutorlib.models.lm_eval import kl_divergence
 from tutorlib.models.perplexity import perplexity
+from tutorlib.quant.awq import activation_scales
 
 
 def test_every_solution_passes_its_own_check():
-    for exercise_id in ("l7-q4-1-bits", "l7-uniform-perplexity", "l7-kl", "l7-noise"):
+    for exercise_id in (
+        "l7-q4-1-bits",
+        "l7-uniform-perplexity",
+        "l7-kl",
+        "l7-noise",
+        "l7-awq-scale",
+    ):
         feedback = check(exercise_id, EXERCISES[exercise_id].solution)
         assert feedback.passed, feedback.message
 
@@ -34,6 +44,12 @@ class _Uniform(torch.nn.Module):
     def forward(self, input_ids):
         logits = torch.zeros(*input_ids.shape, VOCABULARY)
         return type("Output", (), {"logits": logits})()
+
+
+def test_awq_scale_is_what_tutorlib_computes():
+    x = torch.tensor([AWQ_MEAN_SIZES, [-m for m in AWQ_MEAN_SIZES]])  # mean |x| = (1, 16)
+    scales = activation_scales(x, AWQ_ALPHA)
+    assert scales.tolist() == [0.5, AWQ_LARGE_SCALE]
 
 
 def test_uniform_perplexity_is_what_the_harness_measures():
@@ -98,6 +114,12 @@ WRONG = [
     ("l7-kl", _unnormalised, "normalise the logits first"),
     ("l7-kl", lambda r, p: 0.0, "the right result is 0.130812"),
     ("l7-kl", 0.13, "asks for a function"),
+    ("l7-awq-scale", 4.0, "before centring"),
+    ("l7-awq-scale", 16, "the mean size itself"),
+    ("l7-awq-scale", 8, "centre m**a, not m"),
+    ("l7-awq-scale", 0.5, "the small feature's scale"),
+    ("l7-awq-scale", 1, "a = 0.5 is not a = 0"),
+    ("l7-awq-scale", 3.0, "the right result is 2"),
     ("l7-noise", "B", "B is really worse"),
     ("l7-noise", "both", "B's interval excludes 1"),
     ("l7-noise", "neither", "A's interval [0.997, 1.012] contains 1"),

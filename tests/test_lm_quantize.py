@@ -141,7 +141,6 @@ def test_awq_scales_each_input_group_once_and_rounds_o_proj(tiny_llama) -> None:
             found = [results[f"{prefix}.{'self_attn' if n[0] in 'qkv' else 'mlp'}.{n}"]
                      for n in group]  # fmt: skip
             assert all(isinstance(q, AWQQuantized) for q in found)
-            assert all(torch.equal(q.scales, found[0].scales) for q in found)  # one s to fold
         down = results[f"{prefix}.mlp.down_proj"]
         weight = tiny_llama.get_submodule(f"{prefix}.mlp.down_proj").weight
         assert torch.equal(weight, down.dequantize())  # the model holds W_hat = Q(W s) / s
@@ -149,6 +148,35 @@ def test_awq_scales_each_input_group_once_and_rounds_o_proj(tiny_llama) -> None:
     with torch.no_grad():  # layer 0's q, k, v read the embedding after the input norm
         x = original.model.layers[0].input_layernorm(original.model.embed_tokens(ids))
     assert torch.allclose(first.scales, activation_scales(x.reshape(-1, 64), first.alpha))
+
+
+def test_awq_scales_fold_into_the_layers_before_at_no_cost(tiny_llama) -> None:
+    # A deployed AWQ model stores Q(W diag(s)) and divides the inputs by s inside the layer
+    # before: the norms' weights (query, key, value; gate, up) and up_proj's rows (down). That
+    # model must compute what the fake-quantized one (W_hat = Q(W s) / s in place) computes.
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(4))
+    fake = copy.deepcopy(tiny_llama)
+    results = quantize_lm_weights(fake, WeightRecipe("awq", "zero_point", 4, 32), ids)
+    folded = copy.deepcopy(fake)
+    with torch.no_grad():
+        for index, layer in enumerate(folded.model.layers):
+            got = {n: results[f"model.layers.{index}.{n}"] for n in _LLAMA_LINEARS}
+            layer.input_layernorm.weight /= got["self_attn.q_proj"].scales
+            layer.post_attention_layernorm.weight /= got["mlp.gate_proj"].scales
+            for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):  # fmt: skip
+                stored = got[name].quantized.dequantize()  # Q(W diag(s)), what a file holds
+                if name == "mlp.up_proj":  # its row j feeds down's input j: it takes down's 1/s
+                    stored = stored / got["mlp.down_proj"].scales[:, None]
+                layer.get_submodule(name).weight.copy_(stored)
+        expected, actual = fake(ids).logits, folded(ids).logits
+    scaled = [q.alpha for q in results.values() if isinstance(q, AWQQuantized) and q.alpha > 0]
+    assert scaled  # some s differs from 1, so the folding is really tested
+    assert torch.allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+_LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")  # fmt: skip
 
 
 def test_awq_beats_rtn_on_the_calibration_text(tiny_llama) -> None:

@@ -1,12 +1,14 @@
 """Lesson 7 exercises: a GGUF block's bits per weight, a uniform model's perplexity, the KL
-divergence per token, and telling a real difference between two models from the noise of the text.
+divergence per token, telling a real difference between two models from the noise of the text,
+and an AWQ scale.
 
 Each asks for one piece of the lesson, in the order it teaches them: predict what a Q4_1 weight
 costs once its block's parameters are counted, and the perplexity of a model that knows nothing;
 derive the metric that compares a quantized model's predictions with the reference's; reason
-from a bootstrap interval. The reference solution
-of the KL is written here with plain torch, independent of tutorlib.models.lm_eval, and named
-``my_...`` like the learner's, so that a notebook's never shadows tutorlib's.
+from a bootstrap interval; predict the scale AWQ gives a column whose inputs are large. The
+reference solution of the KL is written here with plain torch, independent of
+tutorlib.models.lm_eval, and named ``my_...`` like the learner's, so that a notebook's never
+shadows tutorlib's.
 
 Leaves out: perplexity as a function (one exp of a mean, shown in the lesson) and the bootstrap's
 resampling (tutorlib.models.bootstrap).
@@ -213,5 +215,43 @@ register(
         solution=NOISE_ANSWER,
         checker=_check_noise,
         kind="reason",
+    )
+)
+
+
+# ---------------------------------------------------------------- l7-awq-scale
+
+# Two input features with mean sizes m = (1, 16) and a = 0.5: m**a = (1, 4); centring divides by
+# sqrt(max * min) = sqrt(4 * 1) = 2, so s = (0.5, 2.0) (tutorlib.quant.awq.activation_scales).
+AWQ_MEAN_SIZES, AWQ_ALPHA = (1.0, 16.0), 0.5
+AWQ_LARGE_SCALE = 2.0
+
+
+def _check_awq_scale(answer: object) -> str:
+    got = expect_number(answer, "the scale")
+    mistakes = [
+        (4.0, "that is m**a before centring: divide by sqrt(max s * min s) = sqrt(4 * 1)"),
+        (16.0, "that is the mean size itself: raise it to a = 0.5 first, then centre"),
+        (8.0, "centre m**a, not m: (16 ** 0.5) / sqrt(4 * 1)"),
+        (0.5, "that is the small feature's scale; the large one gets the larger s"),
+        (0.25, "s grows with the input's size: the large feature's column is scaled up"),
+        (1.0, "a = 0.5 is not a = 0: the scales differ between the two features"),
+    ]
+    verify(got, AWQ_LARGE_SCALE, mistakes, same_number(abs_tol=1e-9), "m = (1, 16), a = 0.5")
+    return (
+        "2.0: m**a = (1, 4), centred by sqrt(4 * 1) = 2, so s = (0.5, 2). The column that meets "
+        "the large inputs is doubled before rounding and halved after, so its rounding error is "
+        "halved (while its group's step does not grow), and the large inputs amplify less."
+    )
+
+
+register(
+    Exercise(
+        id="l7-awq-scale",
+        lesson=7,
+        prompt="AWQ with a = 0.5, features of mean size 1 and 16: the large feature's scale?",
+        solution=AWQ_LARGE_SCALE,
+        checker=_check_awq_scale,
+        kind="predict",
     )
 )

@@ -9,8 +9,12 @@ or a linear's output rows): X W^T = (X diag(s)^-1) (W diag(s))^T. The exponent a
 a grid for the smallest output error ||X (W - W_hat)^T||, the quantity GPTQ minimises too; a = 0
 is round-to-nearest itself, so on the calibration inputs AWQ is never worse than RTN.
 
-Left out on purpose: AWQ's search of clipping ranges, and the folding itself (fake quantization
-keeps W_hat = Q(W diag(s)) diag(s)^-1 in the layer, the same product up to float rounding).
+Left out on purpose: AWQ's search of clipping ranges; the folding itself (fake quantization
+keeps W_hat = Q(W diag(s)) diag(s)^-1 in the layer, the same product up to float rounding);
+AutoAWQ's default scales s = x_mean^a / w_mean^(1 - a) (here the paper's s = x_mean^a, AutoAWQ's
+duo_scaling=False); and AutoAWQ's objective, the error of a whole attention or MLP block's
+output (here the summed output errors of the linears that read one input, as in the paper's
+Eq. 4).
 """
 
 import dataclasses
@@ -39,7 +43,7 @@ def _check_inputs(inputs: object, in_features: int) -> torch.Tensor:
 
 def activation_scales(inputs: torch.Tensor, alpha: float) -> torch.Tensor:
     """AWQ's per-input-channel scales: s_j = m_j^a / sqrt(max_k m_k^a * min_k m_k^a), where
-    m_j = mean_t |x_tj| over the calibration rows (floored at 1e-4, as AutoAWQ does).
+    m_j = mean_t |x_tj| over the calibration rows, floored at 1e-4 (AutoAWQ floors m_j^a).
 
     Dividing by the geometric mean of the largest and smallest scale centres s around 1 (any
     common factor cancels in W_hat = Q(W diag(s)) diag(s)^-1 up to float16 rounding).
@@ -72,10 +76,10 @@ class AWQQuantized:
         return self.quantized.dequantize() / self.scales  # divides column j by s_j
 
 
-def _output_error_sq(delta: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> float:
+def _output_error_sq(delta: torch.Tensor, x: torch.Tensor, h: torch.Tensor | None) -> float:
     """||X dW^T||^2 for dW = W - W_hat (out, in): from X (samples, in) or from H = X^T X
     (in, in) as sum((dW H) * dW), whichever product is smaller."""
-    if x.shape[0] <= x.shape[1]:
+    if h is None:
         error = float((x @ delta.T).square().sum())  # (samples, out)
     else:
         error = float(((delta @ h) * delta).sum())  # (out, in)
@@ -112,7 +116,7 @@ def awq_quantize_shared(
         raise ValueError(f"weights read one input, so they need one in_features; got {widths}")
     x = _check_inputs(inputs, widths[0])
     n_grid = check_int(n_grid, "n_grid", minimum=1)
-    h = x.T @ x  # (in, in): X^T X (only used when the samples outnumber the inputs)
+    h = x.T @ x if x.shape[0] > x.shape[1] else None  # (in, in): X^T X, if it is the cheaper
     stacked = torch.cat(checked)  # (sum of out_k, in): one grid per row, rows independent
     best, best_error = None, float("inf")
     for alpha in (step / n_grid for step in range(n_grid)):
