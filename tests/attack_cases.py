@@ -399,6 +399,11 @@ OVERRIDES: dict[str, Callable[[Path], dict]] = {
         "inputs": seeded(16, 8),
     },
     "capture_next_inputs": lambda tmp: _pending_and_run(),
+    "check_shared_weights": lambda tmp: {"weights": [seeded(4, 8), seeded(2, 8, seed=1)]},
+    "split_rows": lambda tmp: {
+        "stacked": api("rtn_quantize")(seeded(6, 8), 4, 4),
+        "weights": [seeded(4, 8), seeded(2, 8, seed=1)],
+    },
     "activation_scales": lambda tmp: {"inputs": seeded(16, 8), "alpha": 0.5},
     "QuantizedTensor.rows": lambda tmp: {"start": 1, "end": 3},
     "awq_quantize_shared": lambda tmp: {

@@ -23,6 +23,7 @@ from tutorlib.quant.gptq import (
 )
 from tutorlib.quant.params import QuantParams, get_scale_and_zero_point
 from tutorlib.quant.rtn import rtn_quantize
+from tutorlib.quant.shared_input import split_rows
 
 
 def seeded(*shape, seed=0):
@@ -372,3 +373,15 @@ def test_capture_next_inputs_groups_the_linears_that_read_one_tensor():
         assert torch.allclose(captured, (block.a(x) + block.b(x)).reshape(6, 4))
     assert names == ["c"]
     assert list(pending) == ["a", "b", "c"]  # the caller's dict is not changed
+
+
+def test_split_rows_gives_each_weight_its_rows_and_refuses_a_mismatch():
+    weights = [seeded(6, 16), seeded(2, 16, seed=1)]
+    stacked = rtn_quantize(torch.cat(weights), 4, 8)
+    first, second = split_rows(stacked, weights)
+    assert torch.equal(first.dequantize(), rtn_quantize(weights[0], 4, 8).dequantize())
+    assert torch.equal(second.q, rtn_quantize(weights[1], 4, 8).q)
+    with pytest.raises(ValueError, match="8 rows in all, but stacked has 6"):
+        split_rows(rtn_quantize(seeded(6, 16), 4, 8), weights)
+    with pytest.raises(TypeError, match="stacked must be a QuantizedTensor"):
+        split_rows(torch.zeros(8, 16), weights)

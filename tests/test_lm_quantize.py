@@ -20,6 +20,9 @@ from tutorlib.quant.awq import AWQQuantized, activation_scales
 from tutorlib.quant.block_rtn import OffsetQuantizedTensor
 from tutorlib.quant.rtn import rtn_quantize
 
+_LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")  # fmt: skip
+
 
 @pytest.fixture
 def tiny_llama() -> LlamaForCausalLM:
@@ -116,14 +119,15 @@ def test_gptq_block_by_block_equals_the_whole_model_driver(tiny_llama, bits) -> 
         assert torch.equal(ours_weight, their_weight)
 
 
-def test_gptq_beats_rtn_on_the_calibration_text(tiny_llama) -> None:
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_calibrated_method_beats_rtn_on_the_calibration_text(tiny_llama, method) -> None:
     ids = torch.randint(0, 64, (4, 32), generator=torch.Generator().manual_seed(2))
-    rtn, gptq = copy.deepcopy(tiny_llama), copy.deepcopy(tiny_llama)
+    rtn, calibrated = copy.deepcopy(tiny_llama), copy.deepcopy(tiny_llama)
     quantize_lm_weights(rtn, WeightRecipe("rtn", "zero_point", 2, 32))
-    quantize_lm_weights(gptq, WeightRecipe("gptq", "zero_point", 2, 32), ids)
+    quantize_lm_weights(calibrated, WeightRecipe(method, "zero_point", 2, 32), ids)
     with torch.no_grad():
         target = tiny_llama(ids).logits
-        errors = [(m(ids).logits - target).norm().item() for m in (rtn, gptq)]
+        errors = [(m(ids).logits - target).norm().item() for m in (rtn, calibrated)]
     assert errors[1] < errors[0]
 
 
@@ -137,9 +141,8 @@ def test_awq_scales_each_input_group_once_and_rounds_o_proj(tiny_llama) -> None:
         o_proj = results[f"{prefix}.self_attn.o_proj"]  # 1/s could not fold: rounded to nearest
         original_o = original.get_submodule(f"{prefix}.self_attn.o_proj").weight
         assert torch.equal(o_proj.q, rtn_quantize(original_o, 3, 32).q)
-        for group in (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")):
-            found = [results[f"{prefix}.{'self_attn' if n[0] in 'qkv' else 'mlp'}.{n}"]
-                     for n in group]  # fmt: skip
+        for group in (_LLAMA_LINEARS[:3], _LLAMA_LINEARS[4:6]):  # q, k, v; gate, up
+            found = [results[f"{prefix}.{name}"] for name in group]
             assert all(isinstance(q, AWQQuantized) for q in found)
         down = results[f"{prefix}.mlp.down_proj"]
         weight = tiny_llama.get_submodule(f"{prefix}.mlp.down_proj").weight
@@ -173,21 +176,6 @@ def test_awq_scales_fold_into_the_layers_before_at_no_cost(tiny_llama) -> None:
     scaled = [q.alpha for q in results.values() if isinstance(q, AWQQuantized) and q.alpha > 0]
     assert scaled  # some s differs from 1, so the folding is really tested
     assert torch.allclose(actual, expected, rtol=1e-4, atol=1e-4)
-
-
-_LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")  # fmt: skip
-
-
-def test_awq_beats_rtn_on_the_calibration_text(tiny_llama) -> None:
-    ids = torch.randint(0, 64, (4, 32), generator=torch.Generator().manual_seed(2))
-    rtn, awq = copy.deepcopy(tiny_llama), copy.deepcopy(tiny_llama)
-    quantize_lm_weights(rtn, WeightRecipe("rtn", "zero_point", 2, 32))
-    quantize_lm_weights(awq, WeightRecipe("awq", "zero_point", 2, 32), ids)
-    with torch.no_grad():
-        target = tiny_llama(ids).logits
-        errors = [(m(ids).logits - target).norm().item() for m in (rtn, awq)]
-    assert errors[1] < errors[0]
 
 
 def test_gptq_needs_calibration_and_a_llama_layout(tiny_llama) -> None:

@@ -18,7 +18,6 @@ Eq. 4).
 """
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -26,7 +25,8 @@ import torch
 
 from tutorlib._checks import check_float_tensor, check_int, check_real
 from tutorlib.quant.affine import QuantizedTensor
-from tutorlib.quant.rtn import _check_weight, rtn_quantize
+from tutorlib.quant.rtn import rtn_quantize
+from tutorlib.quant.shared_input import check_shared_weights, split_rows
 
 __all__ = ["activation_scales", "AWQQuantized", "awq_quantize_shared"]
 
@@ -105,16 +105,8 @@ def awq_quantize_shared(
     Example: with n_grid=1 only a = 0 is tried: every result equals rtn_quantize(W_k).
     Returns one AWQQuantized per weight, in the order given, all with the same s and a.
     """
-    if not isinstance(weights, (list, tuple)) or not weights:
-        raise TypeError(
-            "weights must be a non-empty list of (out_features, in_features) weight tensors, "
-            f"got {type(weights).__name__}"
-        )
-    checked = [_check_weight(w, f"weights[{k}]") for k, w in enumerate(weights)]  # (out_k, in)
-    widths = sorted({w.shape[1] for w in checked})
-    if len(widths) != 1:
-        raise ValueError(f"weights read one input, so they need one in_features; got {widths}")
-    x = _check_inputs(inputs, widths[0])
+    checked = check_shared_weights(weights)  # each (out_k, in), one in_features
+    x = _check_inputs(inputs, checked[0].shape[1])
     n_grid = check_int(n_grid, "n_grid", minimum=1)
     h = x.T @ x if x.shape[0] > x.shape[1] else None  # (in, in): X^T X, if it is the cheaper
     stacked = torch.cat(checked)  # (sum of out_k, in): one grid per row, rows independent
@@ -131,8 +123,4 @@ def awq_quantize_shared(
         if error < best_error:
             best, best_error = (quantized, scales, alpha), error
     quantized, scales, alpha = best
-    ends = list(itertools.accumulate(w.shape[0] for w in checked))
-    return [
-        AWQQuantized(quantized.rows(end - w.shape[0], end), scales, alpha)
-        for w, end in zip(checked, ends, strict=True)
-    ]
+    return [AWQQuantized(rows, scales, alpha) for rows in split_rows(quantized, checked)]

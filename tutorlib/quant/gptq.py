@@ -9,7 +9,6 @@ on purpose: act-order (quantizing columns by decreasing H diagonal). Padded posi
 calibration batch are not inputs the layer will see: `token_rows` keeps only the real tokens.
 """
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from tutorlib._checks import check_bits, check_float_tensor, check_group_size, c
 from tutorlib.quant.affine import QuantizedTensor
 from tutorlib.quant.params import QuantParams, get_scale_and_zero_point
 from tutorlib.quant.rtn import _LARGEST_WEIGHT, GPTQ_BITS, _check_weight, _storable
+from tutorlib.quant.shared_input import check_shared_weights, split_rows
 
 __all__ = [
     "check_token_mask",
@@ -289,21 +289,9 @@ def gptq_quantize_shared(
     over 960 rows instead of three loops over 576, 192 and 192.
     Returns one QuantizedTensor per weight, in the order given.
     """
-    if not isinstance(weights, (list, tuple)) or not weights:
-        raise TypeError(
-            "weights must be a non-empty list of (out_features, in_features) weight tensors, "
-            f"got {type(weights).__name__}; for one weight call gptq_quantize"
-        )
-    checked = [_check_weight(w, f"weights[{k}]") for k, w in enumerate(weights)]  # (out_k, in)
-    widths = sorted({w.shape[1] for w in checked})
-    if len(widths) != 1:
-        raise ValueError(
-            f"weights read one input, so they need one in_features; got {widths}: "
-            "quantize Linears with different inputs separately"
-        )
+    checked = check_shared_weights(weights)  # each (out_k, in), one in_features
     stacked = gptq_quantize(torch.cat(checked), inputs, bits, group_size, damp)  # (sum out, in)
-    ends = list(itertools.accumulate(w.shape[0] for w in checked))
-    return [stacked.rows(end - w.shape[0], end) for w, end in zip(checked, ends, strict=True)]
+    return split_rows(stacked, checked)
 
 
 def _round_column(column: torch.Tensor, grid: QuantParams) -> tuple[torch.Tensor, torch.Tensor]:
